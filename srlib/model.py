@@ -58,13 +58,14 @@ def _check_power_of_two(scale: int) -> None:
 
 
 def upsampler(channels: int, scale: int) -> nn.ConvTranspose2d:
-    """Transposed conv that maps (B, C, H, W) to (B, C, sH, sW) exactly (kernel 2s, stride s)."""
-    return nn.ConvTranspose2d(channels, channels, 2 * scale, stride=scale, padding=scale // 2)
+    """Transposed conv mapping (B, C, H, W) to (B, C, sH, sW) exactly: kernel s + 2, stride s,
+    so neighbouring LR pixels' footprints overlap by one pixel on each side."""
+    return nn.ConvTranspose2d(channels, channels, scale + 2, stride=scale, padding=1)
 
 
 def downsampler(channels: int, scale: int) -> nn.Conv2d:
-    """Strided conv that maps (B, C, sH, sW) to (B, C, H, W): the adjoint shape of `upsampler`."""
-    return nn.Conv2d(channels, channels, 2 * scale, stride=scale, padding=scale // 2)
+    """The seed's strided 3x3 conv, mapping (B, C, sH, sW) back to (B, C, H, W)."""
+    return nn.Conv2d(channels, channels, 3, stride=scale, padding=1)
 
 
 def resampler(channels: int, ratio: float) -> nn.Module:
