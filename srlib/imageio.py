@@ -22,7 +22,7 @@ Behaviour for each kind of input (tests/test_imageio.py checks every row):
 | 32-bit float (F) | refused: no defined 8-bit range |
 | zero-byte, truncated, corrupt, text named .png | refused: `ImageError` naming the file |
 | more than `max_pixels` pixels | refused from the header, before any decoding |
-| missing file, a folder | refused: `ImageError` naming the path |
+| missing file, a folder, unreadable (permissions) | refused: `ImageError` naming the path |
 
 Too small for a training patch or a scale: `require_min_size` raises, and `load_images`
 skips such files with a warning that names them.
@@ -137,6 +137,10 @@ def load_image(
 def _describe(error: Exception, format_name: str) -> str:
     """One line for a decoding failure: truncated, or corrupt with Pillow's reason."""
     text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, OSError) and error.errno is not None:
+        # A file-system error (permission, I/O), not a decoding one: Pillow's decoders
+        # raise OSError without an errno.
+        return f"cannot read the file ({error.strerror or text})"
     if "truncated" in text.lower() or isinstance(error, EOFError):
         return f"truncated {format_name}, cannot decode ({text})"
     if isinstance(error, MemoryError):

@@ -292,6 +292,19 @@ def test_missing_file_and_folder(tmp_path):
     assert_one_line_naming(error, tmp_path, "folder")
 
 
+def test_unreadable_file_is_not_called_corrupt(tmp_path, monkeypatch):
+    path = tmp_path / "locked.png"
+    Image.fromarray(random_rgb()).save(path)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Image, "open", refuse)  # root ignores chmod, so simulate it
+    with pytest.raises(ImageError) as error:
+        load_image(path)
+    assert_one_line_naming(error, path, "cannot read the file (permission denied)")
+
+
 def test_float_tiff_is_refused(tmp_path):
     Image.fromarray(np.ones((4, 4), np.float32)).save(tmp_path / "f.tif")
     with pytest.raises(ImageError) as error:
