@@ -40,6 +40,7 @@ class Preset:
     feature_width: int
     channels: int
     global_skip: bool
+    se_reduction: int = 16
 
 
 PRESETS = {
@@ -48,7 +49,7 @@ PRESETS = {
     # LapSRN's order: fine-to-coarse stages, an image at every level in one pass.
     "pyramid": Preset((2, 4, 8), (6, 4, 2), (2, 4, 8), 512, 128, True),
     # The pyramid topology (12 blocks) at narrow widths: trains on a laptop CPU and in CI.
-    "quick": Preset((2, 4, 8), (6, 4, 2), (2, 4, 8), 64, 32, True),
+    "quick": Preset((2, 4, 8), (6, 4, 2), (2, 4, 8), 32, 16, True, se_reduction=4),
 }
 
 
