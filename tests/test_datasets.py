@@ -1,4 +1,5 @@
-"""Data sources, the downloader and the archive extractor, against a local HTTP server.
+"""Data sources (srlib.datasets), the downloader and the archive extractor (srlib.download),
+against a local HTTP server.
 
 No test reaches the internet: `server` is an http.server on 127.0.0.1 (port 0) serving
 archives the tests build, with HTTP Range support and modes that cut a transfer short,
@@ -21,9 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srlib import datasets
+from srlib import datasets, download
 from srlib.datasets import (
-    COMPLETE_MARKER,
     DIV2K_ARCHIVES,
     Archive,
     benchmark_dir,
@@ -32,11 +32,9 @@ from srlib.datasets import (
     div2k_dir,
     download_benchmarks,
     download_div2k,
-    download_file,
-    extract_archive,
-    is_complete,
     train291_dirs,
 )
+from srlib.download import COMPLETE_MARKER, download_file, extract_archive, is_complete
 from srlib.errors import DownloadError, UsageError
 from srlib.imageio import list_images, load_image
 
@@ -234,6 +232,24 @@ def test_checksum_mismatch_deletes_the_download(server, tmp_path):
         download_file(url, tmp_path / "file.bin", sha256="0" * 64, progress=False)
     assert "SHA-256 mismatch" in str(error.value) and url in str(error.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resumed_part_file_with_wrong_bytes_fails_the_checksum_and_is_deleted(server, tmp_path):
+    # A .part left by another file of the same name: resuming appends the right tail to the
+    # wrong head, which only the checksum can notice.
+    url = server.add("file.bin", PAYLOAD)
+    (tmp_path / "file.bin.part").write_bytes(b"\xff" * 1000)
+    with pytest.raises(DownloadError, match="SHA-256 mismatch") as error:
+        download_file(
+            url, tmp_path / "file.bin", sha256=sha256(PAYLOAD), size=len(PAYLOAD), progress=False
+        )
+    assert "\n" not in str(error.value)
+    assert server.requests == [("file.bin", "bytes=1000-")]  # it did resume
+    assert list(tmp_path.iterdir()) == []  # neither the file nor the bad .part is left
+    download_file(
+        url, tmp_path / "file.bin", sha256=sha256(PAYLOAD), size=len(PAYLOAD), progress=False
+    )
+    assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
 
 
 def test_truncated_file_on_the_server_is_refused_before_downloading(server, tmp_path):
@@ -457,7 +473,7 @@ def test_empty_subdir_is_an_error(tmp_path):
 
 def test_full_disk_is_reported_before_writing(tmp_path, monkeypatch):
     archive = write(tmp_path / "a.zip", make_zip({"x/a.png": tiny_png()}))
-    monkeypatch.setattr(datasets.shutil, "disk_usage", lambda path: type("U", (), {"free": 10})())
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda path: type("U", (), {"free": 10})())
     with pytest.raises(DownloadError, match="GB needed"):
         extract_archive(archive, tmp_path / "out")
     assert_nothing_extracted(tmp_path, tmp_path / "out")
@@ -525,7 +541,7 @@ def test_download_div2k_redoes_a_partial_folder(server, tmp_path):
 
 def test_download_div2k_checks_free_space_first(server, tmp_path, monkeypatch):
     archives = local_div2k(server, div2k_valid_zip())
-    monkeypatch.setattr(datasets.shutil, "disk_usage", lambda path: type("U", (), {"free": 100})())
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda path: type("U", (), {"free": 100})())
     with pytest.raises(DownloadError, match="GB needed"):
         download_div2k(tmp_path, ["valid"], archives=archives, progress=False)
     assert server.requests == []
