@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from srlib.resize import _contributions, cubic, degrade, imresize, modcrop, pil_vs_matlab, quantize
+from srlib.resize import _weight_matrix, cubic, degrade, imresize, modcrop, pil_vs_matlab, quantize
 
 FIXTURE = Path(__file__).parent / "fixtures" / "resize_matlab_1d.json"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -122,15 +122,15 @@ def test_differentiable():
 
 
 def test_weights_are_cached_per_size_scale_device_dtype():
-    _contributions.cache_clear()
+    _weight_matrix.cache_clear()
     x = torch.rand(1, 3, 24, 24)
     imresize(x, 2)
-    first = _contributions.cache_info()
+    first = _weight_matrix.cache_info()
     imresize(x, 2)
-    second = _contributions.cache_info()
+    second = _weight_matrix.cache_info()
     assert second.misses == first.misses and second.hits == first.hits + 2
     imresize(x.double(), 2)  # another dtype: new entries
-    assert _contributions.cache_info().misses == first.misses + 1  # square: one (in, out) pair
+    assert _weight_matrix.cache_info().misses == first.misses + 1  # square: one (in, out) pair
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -159,9 +159,10 @@ def test_degrade_rounds_after_each_pass_like_matlab_uint8():
     hr = torch.randint(0, 256, (1, 3, 24, 36), generator=generator).double() / 255
     lr = degrade(hr, 4)
     assert tuple(lr.shape) == (1, 3, 6, 9)
-    # MATLAB's mex returns uint8 for uint8 input, after the height pass and the width pass.
+    # MATLAB's mex returns uint8 for uint8 input, after the height pass and the width pass
+    # (exact halfway cases: test_degrade_is_exact_at_halfway_values).
     expected = quantize(imresize(quantize(imresize(hr, size=(6, 36))), size=(6, 9)))
-    torch.testing.assert_close(lr, expected, rtol=0, atol=0)
+    torch.testing.assert_close(lr, expected, rtol=0, atol=1e-12)
     torch.testing.assert_close(lr * 255, (lr * 255).round(), rtol=0, atol=1e-9)
     # Rounding once at the end instead differs by at most one level.
     assert ((lr - quantize(imresize(hr, 0.25))).abs() * 255).max() <= 1 + 1e-9
@@ -181,3 +182,34 @@ def test_pil_vs_matlab_on_set5():
     assert 50 < result["lr_psnr"] < 70
     assert 0 < result["lr_differing"] < 0.5
     assert abs(result["difference_db"]) < 0.05
+
+
+def _exact_half_downscale(signal: list[int]) -> list[int]:
+    """MATLAB's uint8 x1/2 resize of a 1-D signal in exact rational arithmetic."""
+    from fractions import Fraction
+
+    # Antialiased x1/2 taps (fixture derivation), in 1/256: distances 3.5, 2.5, ..., 3.5.
+    taps = [-3, -9, 29, 111, 111, 29, -9, -3]
+    n = len(signal)
+    out = []
+    for i in range(1, n // 2 + 1):  # output pixel i sits at u = 2i - 1/2
+        total = Fraction(0)
+        for offset, weight in enumerate(taps):
+            k = 2 * i - 4 + offset  # 1-based input tap
+            k = 1 - k if k < 1 else (2 * n + 1 - k if k > n else k)  # mirror, edge included
+            total += Fraction(weight, 256) * signal[k - 1]
+        out.append(min(255, max(0, int(total + Fraction(1, 2)) if total >= 0 else 0)))
+    return out
+
+
+def test_degrade_is_exact_at_halfway_values():
+    # x1/2 weights are multiples of 1/256, so outputs land exactly halfway between two
+    # levels now and then; MATLAB (uint8, round half away from zero) rounds those up.
+    generator = torch.Generator().manual_seed(1)
+    image = torch.randint(0, 256, (64, 64), generator=generator)
+    rows = [_exact_half_downscale(column) for column in image.T.tolist()]  # height pass
+    halfway = torch.tensor(rows).T  # (32, 64)
+    expected = torch.tensor([_exact_half_downscale(row) for row in halfway.tolist()])  # (32, 32)
+    lr = degrade(image[None].double() / 255, 2)[0] * 255
+    assert torch.equal(lr.round().long(), expected)
+    torch.testing.assert_close(lr, expected.double(), rtol=0, atol=1e-9)
