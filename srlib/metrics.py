@@ -51,8 +51,9 @@ def rgb_to_y(x: Tensor) -> Tensor:
     """
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"rgb_to_y expects (B, 3, H, W), got shape {tuple(x.shape)}")
-    weights = torch.tensor(_Y_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (_Y_OFFSET + (x * weights).sum(dim=1, keepdim=True)) / 255.0  # (B,3,H,W)->(B,1,H,W)
+    red, green, blue = x[:, 0:1], x[:, 1:2], x[:, 2:3]  # (B, 3, H, W) -> 3 x (B, 1, H, W)
+    luma = _Y_OFFSET + _Y_WEIGHTS[0] * red + _Y_WEIGHTS[1] * green + _Y_WEIGHTS[2] * blue
+    return luma / 255.0  # (B, 1, H, W)
 
 
 def _prepare(sr: Tensor, hr: Tensor, shave: int, y_channel: bool) -> tuple[Tensor, Tensor]:
@@ -153,11 +154,13 @@ def ssim_map(
     window = gaussian_window(window_size, sigma, dtype=x.dtype, device=x.device)
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
-    mu_x, mu_y = _blur(x, window, padding), _blur(y, window, padding)
+    # The five local moments in one filtering pass: (B, 5C, H, W) -> five (B, C, H', W').
+    moments = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=1), window, padding)
+    mu_x, mu_y, mean_xx, mean_yy, mean_xy = moments.chunk(5, dim=1)
     # Local (co)variances as E[xy] - E[x]E[y] under the Gaussian window, as ssim_index.m.
-    var_x = _blur(x * x, window, padding) - mu_x**2
-    var_y = _blur(y * y, window, padding) - mu_y**2
-    cov_xy = _blur(x * y, window, padding) - mu_x * mu_y
+    var_x = mean_xx - mu_x**2
+    var_y = mean_yy - mu_y**2
+    cov_xy = mean_xy - mu_x * mu_y
     luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
     contrast_structure = (2 * cov_xy + c2) / (var_x + var_y + c2)
     return luminance * contrast_structure
