@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from srlib.errors import UsageError
+from srlib.errors import SrlibError, UsageError
 from srlib.imageio import list_images, load_image, save_image
 from srlib.metrics import SSIM_PADDINGS, psnr, ssim
 from srlib.resize import degrade, imresize, modcrop, quantize
@@ -250,7 +250,9 @@ def _resolve_sets(names: Sequence[str], data: Path | None) -> dict[str, Path]:
         from srlib.datasets import benchmark_dir
 
         folders = {name: Path(benchmark_dir(name)) for name in names}
-    except Exception as error:  # any failure to locate: tell the user what to do
+    except SrlibError:
+        raise  # already one line saying where it looked and how to download
+    except Exception as error:  # any other failure to locate: tell the user what to do
         raise UsageError(f"cannot locate benchmark sets ({error}); {hint}") from error
     for name, folder in folders.items():
         if not folder.is_dir():
