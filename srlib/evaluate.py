@@ -350,6 +350,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.save_images.parent}: no such folder (--save-images)")
     if args.json is not None and not args.json.parent.is_dir():
         raise UsageError(f"{args.json.parent}: no such folder (--json {args.json})")
+    if args.checkpoint is not None:
+        # Lazy, as in _checkpoint_upscalers: bicubic runs need no model code.
+        from srlib.checkpoint import PRETRAINED_NAME, check_scale
+
+        for scale in scales or ():
+            check_scale(scale)  # bicubic serves x3; no network does
+        if args.checkpoint != PRETRAINED_NAME and not Path(args.checkpoint).is_file():
+            raise UsageError(f"{args.checkpoint}: no such checkpoint file (--checkpoint)")
     sets = _resolve_sets(args.sets, args.data)
     if args.checkpoint is not None:
         upscaler, scales = _checkpoint_upscalers(

@@ -97,9 +97,13 @@ def configure_parser(parser) -> None:
 
 
 def run(args) -> int:
-    from srlib.checkpoint import load_model
+    from srlib.checkpoint import PRETRAINED_NAME, check_scale, load_model
     from srlib.imageio import IMAGE_SUFFIXES, load_image, save_image, to_tensor, to_uint8
 
+    # Argument checks first (exit 2), before any file is read or any model built.
+    if not args.input.is_file():
+        what = "is a folder, not an image file" if args.input.is_dir() else "no such file"
+        raise UsageError(f"{args.input}: {what} (input)")
     if args.output.suffix.lower() not in IMAGE_SUFFIXES:
         raise UsageError(f"{args.output}: unsupported output type {args.output.suffix!r} "
                          f"(use one of {', '.join(IMAGE_SUFFIXES)})")
@@ -107,6 +111,12 @@ def run(args) -> int:
         raise UsageError(f"{args.output.parent}: output folder does not exist")
     if args.tile < 0 or args.overlap < 0:
         raise UsageError("--tile and --overlap must not be negative")
+    if args.tile and args.overlap >= args.tile // 2:
+        raise UsageError(f"--overlap {args.overlap} must be under half of --tile {args.tile}")
+    if args.scale is not None:
+        check_scale(args.scale)
+    if args.checkpoint != PRETRAINED_NAME and not Path(args.checkpoint).is_file():
+        raise UsageError(f"{args.checkpoint}: no such checkpoint file (--checkpoint)")
     device = select_device(args.device)
     dtype = resolve_precision(args.precision, device)
     image = load_image(args.input)
