@@ -8,6 +8,7 @@ kill -9 test runs real `python` subprocesses.
 from __future__ import annotations
 
 import errno
+import importlib
 import io
 import json
 import os
@@ -25,7 +26,6 @@ import pytest
 import torch
 from PIL import Image
 
-import srlib.train
 from srlib import checkpoint
 from srlib.checkpoint import (
     atomic_write,
@@ -41,6 +41,8 @@ from srlib.errors import CheckpointError, TrainingError, UsageError
 from srlib.train import train
 
 REPO = Path(__file__).resolve().parents[1]
+# The module, not the function `srlib.train` that srlib/__init__ re-exports under its name.
+train_module = importlib.import_module("srlib.train")
 # The quick preset at width 8, for checkpoints that are built, never trained.
 TINY_MODEL = {"feature_width": 8, "channels": 8, "se_reduction": 4}
 # For training at x2 alone: two residual blocks, ~200 kB checkpoints, the cheapest steps.
@@ -355,14 +357,14 @@ def test_weights_with_nan_or_inf_are_never_written(tmp_path):
 def test_nan_or_inf_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
     image_folder, tmp_path, monkeypatch, bad
 ):
-    real_loss, calls = srlib.train.pyramid_loss, []
+    real_loss, calls = train_module.pyramid_loss, []
 
     def loss_going_bad_at_step_5(*args, **kwargs):
         calls.append(1)
         loss = real_loss(*args, **kwargs)
         return loss * bad if len(calls) == 5 else loss
 
-    monkeypatch.setattr(srlib.train, "pyramid_loss", loss_going_bad_at_step_5)
+    monkeypatch.setattr(train_module, "pyramid_loss", loss_going_bad_at_step_5)
     config = tiny_config(image_folder, tmp_path, max_steps=8)
     with pytest.raises(TrainingError) as error:
         train(config, progress=False)
