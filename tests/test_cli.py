@@ -235,6 +235,22 @@ def test_checkpoint_that_cannot_serve_exits_1_naming_it(files, capsys, argv, exp
     assert not files["marker"].exists()
 
 
+def test_train_into_an_unwritable_run_folder_exits_1_naming_it(files, capsys):
+    photos = files["root"] / "photos"
+    photos.mkdir(exist_ok=True)
+    rng = np.random.default_rng(1)
+    for index in range(2):
+        (photos / f"{index}.png").write_bytes(
+            _png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)))
+    blocker = files["root"] / "blocker"
+    blocker.write_text("a file where the run folder's parent should be")
+    code, _, err = main(["train", "--data", photos, "--run-dir", blocker / "run", "--scale", "2",
+                         "--steps", "1", "--checkpoint-every", "1", "--patch-size", "8",
+                         "--batch-size", "1", "--device", "cpu", "--precision", "fp32",
+                         "--no-progress"], capsys)
+    assert_error(code, err, 1, "train", blocker / "run", f"{blocker} is a file, not a folder")
+
+
 def test_upscale_with_a_good_checkpoint_works(files, capsys):
     output = files["out"] / "good-x2.png"
     code, out, err = main(["upscale", files["good.png"], output, "--checkpoint",
