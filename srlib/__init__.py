@@ -10,7 +10,9 @@ The public API, one concept per module:
 - `srlib.config`, `srlib.train`, `srlib.checkpoint`: runs, checkpoints, resuming.
 - `srlib.infer`, `srlib.evaluate`: tiled upscaling and benchmark tables.
 
-Importing srlib loads these modules and nothing else happens: no downloads, prints or threads.
+Training and evaluation are `srlib.train.train` and `srlib.evaluate.evaluate`; they are not
+re-exported here, where their names would hide their modules. Importing srlib loads modules
+and nothing else happens: no downloads, prints or threads.
 """
 
 from srlib.checkpoint import load_checkpoint, load_model, save_checkpoint
@@ -23,21 +25,19 @@ from srlib.errors import (
     TrainingError,
     UsageError,
 )
-from srlib.evaluate import evaluate
 from srlib.imageio import load_image, save_image
 from srlib.infer import upscale
 from srlib.losses import charbonnier, dssim, parse_loss
 from srlib.metrics import psnr, ssim
 from srlib.model import FeatureExtractor, ResidualBlock, SRNet, preset_table
 from srlib.resize import degrade, imresize, modcrop
-from srlib.train import train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError", "DownloadError", "FeatureExtractor", "ImageError", "ResidualBlock",
     "SRNet", "SrlibError", "TrainConfig", "TrainingError", "UsageError", "charbonnier",
-    "degrade", "dssim", "evaluate", "imresize", "load_checkpoint", "load_image", "load_model",
+    "degrade", "dssim", "imresize", "load_checkpoint", "load_image", "load_model",
     "modcrop", "parse_loss", "preset_config", "preset_table", "psnr", "save_checkpoint",
-    "save_image", "ssim", "train", "upscale",
+    "save_image", "ssim", "upscale",
 ]
