@@ -12,7 +12,6 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -106,6 +105,6 @@ def load_hr_images(paths: list[Path], min_size: int = 0) -> list[Tensor]:
     """Decode every image once into a uint8 tensor (3, H, W); too small or bad ones are skipped
     with a warning naming the file (`srlib.imageio.load_images`)."""
     return [
-        torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)
+        torch.from_numpy(image).permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)
         for _, image in load_images(paths, min_size=min_size)
     ]

@@ -185,7 +185,9 @@ def _to_array(image: Image.Image, path: Path, grey: str) -> np.ndarray:
 
     if array.ndim == 2 and grey == "rgb":
         array = np.repeat(array[:, :, None], 3, axis=2)  # (H, W) -> (H, W, 3)
-    return np.ascontiguousarray(array)
+    # Arrays over Pillow's buffer are read-only; callers (and torch.from_numpy) expect to own
+    # what they get, so copy when needed.
+    return array if array.flags.writeable and array.flags.c_contiguous else array.copy()
 
 
 def _composite(array: np.ndarray) -> np.ndarray:

@@ -340,11 +340,5 @@ def test_python_m_srlib(files, subprocess_results, name):
                      fill(expected, files))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="srlib.imageio.to_tensor passes PIL's read-only array to torch.from_numpy, which "
-    "warns (UserWarning, non-writable array) on every `srlib upscale`; owner of imageio: "
-    "copy when not image.flags.writeable, then remove this mark",
-)
 def test_a_successful_upscale_prints_nothing_on_stderr(subprocess_results):
     assert subprocess_results["works"].stderr == ""

@@ -41,7 +41,6 @@ from srlib.errors import CheckpointError, TrainingError, UsageError
 from srlib.train import train
 
 REPO = Path(__file__).resolve().parents[1]
-# The module, not the function `srlib.train` that srlib/__init__ re-exports under its name.
 train_module = importlib.import_module("srlib.train")
 # The quick preset at width 8, for checkpoints that are built, never trained.
 TINY_MODEL = {"feature_width": 8, "channels": 8, "se_reduction": 4}
