@@ -379,3 +379,16 @@ def load_model(path: str | os.PathLike, *, scale: int | None = None, preset: str
         raise CheckpointError(f"{path}: weights do not fit the model its config describes "
                               f"({str(error).splitlines()[0]})") from None
     return model.eval(), config
+
+
+def export_model(path: str | os.PathLike, destination: str | os.PathLike) -> Path:
+    """Write the inference part of a training checkpoint: config, weights, step and history.
+
+    The optimiser, schedule and random states (two thirds of a training checkpoint) are left
+    out, so the file is small enough to ship; `load_model` reads it like any checkpoint, and
+    it cannot be resumed from.
+    """
+    state = load_checkpoint(path)
+    kept = {key: state[key] for key in ("config", "model", "step", "epoch", "history")
+            if key in state}
+    return save_checkpoint(destination, kept)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from srlib.checkpoint import load_checkpoint, load_model
+from srlib.checkpoint import export_model, load_checkpoint, load_model
 from srlib.config import TrainConfig, preset_config
 from srlib.errors import CheckpointError, TrainingError
 from srlib.train import train
@@ -75,6 +75,11 @@ def test_checkpoint_round_trip_rebuilds_the_same_network(image_folder, tmp_path)
         load_model(tmp_path / "last.pt", scale=4)
     with pytest.raises(CheckpointError, match="'quick' model, not 'seed'"):
         load_model(tmp_path / "last.pt", preset="seed")
+    exported = export_model(tmp_path / "last.pt", tmp_path / "shipped.pt")
+    assert "optimizer" not in load_checkpoint(exported)
+    shipped, _ = load_model(exported, scale=2)
+    for name, tensor in shipped.state_dict().items():
+        torch.testing.assert_close(tensor, state["model"][name])
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(image_folder, tmp_path):
