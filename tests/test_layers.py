@@ -1,0 +1,65 @@
+"""The layout-aware convolutions: PyTorch's numbers, with the weight gradient done by BLAS."""
+
+import pytest
+import torch
+from torch import nn
+
+from srlib.layers import MIN_CHANNELS, Conv2d, ConvTranspose2d
+
+CHANNELS = MIN_CHANNELS  # the smallest width that takes the fast route
+
+CASES = [
+    (Conv2d, nn.Conv2d, {"kernel_size": 3, "padding": 1}),
+    (Conv2d, nn.Conv2d, {"kernel_size": 3, "stride": 2, "padding": 1}),
+    (Conv2d, nn.Conv2d, {"kernel_size": 3, "stride": 8, "padding": 1}),
+    (Conv2d, nn.Conv2d, {"kernel_size": 1}),
+    (ConvTranspose2d, nn.ConvTranspose2d, {"kernel_size": 4, "stride": 2, "padding": 1}),
+    (ConvTranspose2d, nn.ConvTranspose2d, {"kernel_size": 10, "stride": 8, "padding": 1}),
+]
+
+
+@pytest.mark.parametrize(("fast_class", "plain_class", "settings"), CASES)
+@pytest.mark.parametrize("size", [(9, 9), (10, 7)])
+def test_channels_last_route_matches_pytorch(fast_class, plain_class, settings, size):
+    torch.manual_seed(0)
+    fast = fast_class(CHANNELS, CHANNELS + 3, **settings)
+    plain = plain_class(CHANNELS, CHANNELS + 3, **settings)
+    plain.load_state_dict(fast.state_dict())
+    fast = fast.to(memory_format=torch.channels_last)
+    x = torch.randn(2, CHANNELS, *size)
+    x_fast = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    x_plain = x.clone().requires_grad_()
+    y_fast, y_plain = fast(x_fast), plain(x_plain)
+    assert type(y_fast.grad_fn).__name__ == "_ConvolutionBackward"  # the fast route ran
+    grad = torch.randn_like(y_plain)
+    y_fast.backward(grad)
+    y_plain.backward(grad)
+    torch.testing.assert_close(y_fast, y_plain, rtol=1e-4, atol=1e-4)
+    for ours, theirs in ((x_fast.grad, x_plain.grad), (fast.weight.grad, plain.weight.grad),
+                         (fast.bias.grad, plain.bias.grad)):
+        scale = theirs.abs().max()
+        torch.testing.assert_close(ours / scale, theirs / scale, rtol=0, atol=2e-5)
+
+
+def test_other_cases_take_pytorchs_own_route():
+    conv = Conv2d(CHANNELS, CHANNELS, 3, padding=1)
+    x = torch.randn(1, CHANNELS, 6, 6)
+    assert type(conv(x).grad_fn).__name__ != "_ConvolutionBackward"  # NCHW
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert conv(channels_last).grad_fn is None  # inference
+    narrow = Conv2d(8, 8, 3, padding=1)  # too few channels to pay
+    narrow_input = torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    assert type(narrow(narrow_input).grad_fn).__name__ != "_ConvolutionBackward"
+
+
+def test_weight_gradient_is_accumulated_over_batch_chunks(monkeypatch):
+    from srlib import layers
+
+    torch.manual_seed(0)
+    x = torch.randn(5, CHANNELS, 8, 8).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(5, CHANNELS, 8, 8).contiguous(memory_format=torch.channels_last)
+    whole = layers.conv_weight_grad(grad, x, (3, 3), (1, 1), (1, 1))
+    monkeypatch.setattr(layers, "_CHUNK_BYTES", 1)  # one sample per chunk
+    chunked = layers.conv_weight_grad(grad, x, (3, 3), (1, 1), (1, 1))
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-4)
