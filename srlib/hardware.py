@@ -60,3 +60,18 @@ def autocast(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+def configure_backends(device: torch.device) -> None:
+    """Backend switches for speed.
+
+    On CUDA: cuDNN autotuning (training feeds fixed sizes, so the search pays once) and TF32
+    matrix products and convolutions on Ampere and newer (fp32 storage, 10-bit-mantissa
+    products: the fp32 runs' rounding changes, not their meaning). On a CPU nothing is switched: oneDNN picks its
+    kernels itself, and the thread count is the process's (see `srlib.bench` for the
+    OMP_WAIT_POLICY setting that matters on a shared machine).
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True

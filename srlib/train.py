@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 import torch
 
+from srlib import distributed
 from srlib.checkpoint import build_model, load_checkpoint, save_checkpoint
 from srlib.config import PRESETS as TRAIN_PRESETS
 from srlib.config import TrainConfig, preset_config
 from srlib.data import PatchSampler, hr_paths, load_hr_images
 from srlib.errors import CheckpointError, TrainingError, UsageError
-from srlib.hardware import autocast, resolve_precision, select_device
+from srlib.hardware import autocast, configure_backends, resolve_precision, select_device
 from srlib.losses import parse_loss, pyramid_loss
 
 CHECKPOINT_NAME = "last.pt"
@@ -69,6 +71,46 @@ def validate(model, folder: str | Path, scales, device: torch.device) -> list[di
     return [{"scale": row["scale"], "psnr": row["psnr"], "ssim": row["ssim"]} for row in rows]
 
 
+def training_step(forward, optimizer, scaler, loss_function, lr: torch.Tensor,
+                  targets: dict[int, torch.Tensor], device: torch.device, dtype: torch.dtype,
+                  channels_last: bool = False,
+                  world: distributed.World | None = None) -> torch.Tensor:
+    """One optimiser step on a batch; returns the loss (a detached scalar tensor).
+
+    Under DDP each process passes its slice of the global batch and gets back the loss of the
+    whole global batch (the mean of the slices' mean-reduced losses).
+
+    Args:
+        forward: the model, or its compiled or DDP-wrapped version.
+        optimizer, scaler: the optimiser and the `torch.amp.GradScaler` (disabled unless fp16).
+        loss_function: (sr, hr) -> scalar, summed over the scales by `pyramid_loss`.
+        lr: (B, 3, p, p) float in [0, 1], any device.
+        targets: {scale: (B, 3, s*p, s*p)} float in [0, 1].
+        device, dtype: where to compute, and the autocast dtype (torch.float32: none).
+        channels_last: feed the batch in channels_last (NHWC) memory format.
+        world: the DDP process group (None: one process).
+
+    Raises:
+        TrainingError: the loss is NaN or Inf (no step is taken; every process raises).
+    """
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    lr = lr.to(device, memory_format=memory, non_blocking=True)
+    targets = {scale: hr.to(device, non_blocking=True) for scale, hr in targets.items()}
+    with autocast(device, dtype):
+        outputs = forward(lr)
+    outputs = {scale: image.float() for scale, image in outputs.items()}
+    loss = pyramid_loss(loss_function, outputs, targets)
+    # Every process checks the global loss, so all of them stop together.
+    global_loss = distributed.mean(loss.detach(), world) if world else loss.detach()
+    if not torch.isfinite(global_loss):
+        raise TrainingError(f"loss is {global_loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return global_loss
+
+
 def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
           stop_after: int | None = None) -> dict:
     """Train the network `config` describes and return its history.
@@ -84,13 +126,31 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
         {"step": [int], "loss": [float], "lr": [float], "val": [{"epoch", "step", "scale",
         "psnr", "ssim"}], "train_seconds": float, "patches": int, "checkpoint": str}.
 
+    Launched by torchrun (WORLD_SIZE > 1), every process runs this function with the same
+    config and trains its share of each global batch under DDP (`srlib.distributed`); rank 0
+    writes checkpoints and history, and its returned history is the run's.
+
     Raises:
         TrainingError: the loss became NaN or Inf (the last good checkpoint is kept).
         CheckpointError: the run folder holds a checkpoint of another config, or cannot be written.
+        UsageError: the batch does not split evenly across the DDP processes.
     """
+    world, device = distributed.setup(select_device(config.device))
+    try:
+        return _train(config, world, device, resume=resume, progress=progress,
+                      stop_after=stop_after)
+    finally:
+        distributed.teardown(world)
+
+
+def _train(config: TrainConfig, world: distributed.World, device: torch.device, *,
+           resume: bool, progress: bool, stop_after: int | None) -> dict:
     from tqdm.auto import tqdm
 
-    device = select_device(config.device)
+    if config.batch_size % world.size:
+        raise UsageError(f"batch size {config.batch_size} does not split evenly across "
+                         f"{world.size} processes")
+    configure_backends(device)
     dtype = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)
     model = build_model(config).to(device)
@@ -102,7 +162,13 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
                                  eps=config.eps)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_decay_epochs, config.lr_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    forward = torch.compile(model) if config.compile else model
+    forward = model
+    if world.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                          else None)
+    forward = torch.compile(forward) if config.compile else forward
 
     generator = torch.Generator().manual_seed(config.seed)
     side = max(model.output_scales) * config.patch_size
@@ -129,6 +195,8 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
         history, step = state["history"], state["step"]
 
     def checkpoint() -> None:
+        if not world.is_main:
+            return
         state = {
             "config": config.to_dict(), "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -141,26 +209,22 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
 
     model.train()
     last = total_steps if stop_after is None else min(total_steps, stop_after)
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="train", unit="step")
+    bar = tqdm(total=total_steps, initial=step, disable=not (progress and world.is_main),
+               desc="train", unit="step")
     started = time.perf_counter()
     while step < last:
+        # The whole global batch, drawn identically by every process; each keeps its slice.
         lr, targets = sampler.sample(config.batch_size)
-        memory = torch.channels_last if config.channels_last else torch.contiguous_format
-        lr = lr.to(device, memory_format=memory, non_blocking=True)
-        targets = {scale: hr.to(device, non_blocking=True) for scale, hr in targets.items()}
-        with autocast(device, dtype):
-            outputs = forward(lr)
-        outputs = {scale: image.float() for scale, image in outputs.items()}
-        loss = pyramid_loss(loss_function, outputs, targets)
-        if not torch.isfinite(loss):
+        lr = distributed.shard(lr, world)
+        targets = {scale: distributed.shard(hr, world) for scale, hr in targets.items()}
+        try:
+            loss = training_step(forward, optimizer, scaler, loss_function, lr, targets, device,
+                                 dtype, config.channels_last, world)
+        except TrainingError as error:
             bar.close()
             kept = f"last good checkpoint {checkpoint_path} kept" if checkpoint_path.exists() \
                 else "no checkpoint written yet"
-            raise TrainingError(f"step {step + 1}: loss is {loss.item()}; stopped ({kept})")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+            raise TrainingError(f"step {step + 1}: {error}; stopped ({kept})") from None
         step += 1
         history["step"].append(step)
         history["loss"].append(loss.item())
@@ -171,14 +235,16 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
         epoch_done = step % steps_per_epoch == 0
         if epoch_done:
             scheduler.step()
-        if config.val_data and (step == total_steps or
-                                (epoch_done and (step // steps_per_epoch) % config.val_every == 0)):
+        if config.val_data and world.is_main and (
+                step == total_steps
+                or (epoch_done and (step // steps_per_epoch) % config.val_every == 0)):
             for row in validate(model, config.val_data, model.output_scales, device):
                 history["val"].append({"epoch": step / steps_per_epoch, "step": step, **row})
         if step % config.checkpoint_every == 0 or step == last:
             history["train_seconds"] += time.perf_counter() - started
-            started = time.perf_counter()
             checkpoint()
+            distributed.barrier(world)  # nobody runs ahead of (or reads) a half-written file
+            started = time.perf_counter()
     bar.close()
     history["checkpoint"] = str(checkpoint_path)
     return history
@@ -222,6 +288,8 @@ def run(args) -> int:
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     history = train(config, resume=not args.no_resume, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun, rank 0 reports
     seconds = history["train_seconds"]
     final = history["loss"][-1] if history["loss"] else math.nan
     rate = history["patches"] / seconds if seconds else math.nan
