@@ -26,6 +26,8 @@ COMMANDS = {
     "evaluate": ("srlib.evaluate", "PSNR/SSIM on benchmark sets, the published protocol"),
     "download": ("srlib.datasets", "download benchmark sets or DIV2K"),
     "bench": ("srlib.bench", "measure training and inference speed on this machine"),
+    "notebook": ("srlib.notebook", "run a book notebook with parameters, or check it ran"),
+    "sweep": ("srlib.sweep", "run a notebook over a parameter grid and tabulate its metrics"),
 }
 
 
