@@ -1,0 +1,56 @@
+"""Draw README's picture: HR crop, bicubic x4 and the pretrained network x4, side by side.
+
+    python scripts/readme_figure.py [--checkpoint pretrained] [--out book/images/readme_comparison.png]
+
+The crop comes from scikit-image's astronaut photograph (NASA, public domain), one of the
+embedded default images; the LR input is made by `srlib.resize.degrade`, as in evaluation.
+"""
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from srlib.checkpoint import load_model  # noqa: E402
+from srlib.datasets import default_images  # noqa: E402
+from srlib.imageio import load_image, to_tensor  # noqa: E402
+from srlib.infer import upscale  # noqa: E402
+from srlib.metrics import psnr  # noqa: E402
+from srlib.resize import degrade, imresize, quantize  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="pretrained")
+    parser.add_argument("--out", type=Path, default=Path("book/images/readme_comparison.png"))
+    args = parser.parse_args()
+    scale = 4
+    path = next(p for p in default_images() if p.stem == "astronaut")
+    hr = to_tensor(load_image(path))[None, :, 40:232, 160:352]  # (1, 3, 192, 192): the face
+    lr = degrade(hr, scale)
+    model, _ = load_model(args.checkpoint, scale=scale)
+    images = {
+        "bicubic": quantize(imresize(lr, scale).clamp(0, 1)),
+        "srlib pretrained": quantize(upscale(model, lr, scale)),
+    }
+    figure, axes = plt.subplots(1, 3, figsize=(9, 3.3))
+    for axis, (title, image) in zip(axes, [*images.items(), ("ground truth", hr)]):
+        if title != "ground truth":
+            value = psnr(image, hr, shave=scale, y_channel=True).item()
+            title = f"{title} x{scale}: {value:.2f} dB"
+        axis.imshow(image[0].permute(1, 2, 0).clamp(0, 1).numpy())
+        axis.set_title(title, fontsize=9)
+        axis.axis("off")
+    figure.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    with torch.no_grad():
+        main()
