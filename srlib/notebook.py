@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +41,7 @@ from srlib.errors import SrlibError, UsageError
 PARAMETERS_TAG = "parameters"
 METRICS_NAME = "metrics.json"
 OUTPUT_DIR_PARAMETER = "output_dir"
-DEFAULT_KERNEL = "python3"
+KERNEL_LOG = "kernel.log"  # the kernel process's own log (not cell output), per run
 
 
 # ---------------------------------------------------------------------------------------
@@ -60,7 +62,7 @@ def to_ipynb(source: str | os.PathLike, target: str | os.PathLike) -> Path:
         raise UsageError(f"{source}: no such notebook")
     try:
         notebook = jupytext.read(source)
-    except Exception as error:  # jupytext raises many types for a malformed file
+    except Exception as error:  # noqa: BLE001 (jupytext raises many types for a bad file)
         raise UsageError(f"{source}: not a readable notebook ({error})") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, target)
@@ -111,7 +113,8 @@ def run_notebook(
             parameter, everything they write) goes; default ``runs/notebooks/<name>``.
         kernel_name: Jupyter kernel; default the notebook's own (``python3``).
         timeout: seconds one cell may run (None: no limit).
-        log_output: echo the cells' output while they run.
+        log_output: echo the cells' output while they run, and the kernel's own log (which
+            otherwise goes to ``output_dir/kernel.log``).
 
     Returns:
         {"notebook": executed .ipynb path, "output_dir", "parameters": the values given,
@@ -145,21 +148,52 @@ def run_notebook(
         metrics_path.unlink(missing_ok=True)
         started = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                str(source), str(executed), parameters=parameters, kernel_name=kernel_name,
-                cwd=str(notebook.resolve().parent), progress_bar=False, log_output=log_output,
-                execution_timeout=timeout,
-            )
+            log = output_dir / KERNEL_LOG
+            with contextlib.nullcontext() if log_output else _stderr_to(log):
+                papermill.execute_notebook(
+                    str(source), str(executed), parameters=parameters, kernel_name=kernel_name,
+                    cwd=str(notebook.resolve().parent), progress_bar=False,
+                    log_output=log_output, execution_timeout=timeout,
+                )
         except PapermillExecutionError as error:
-            raise SrlibError(
-                f"{notebook}: cell {error.cell_index} raised {error.ename}: "
-                f"{str(error.evalue).strip().splitlines()[0] if error.evalue else ''} "
-                f"(executed notebook: {executed})"
-            ) from None
+            message = str(error.evalue).strip().splitlines()[0] if error.evalue else ""
+            raise SrlibError(f"{notebook}: {_describe_cell(executed, error.source)} raised "
+                             f"{error.ename}: {message} (executed notebook: {executed})") from None
         seconds = time.perf_counter() - started
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
     return {"notebook": str(executed), "output_dir": str(output_dir), "parameters": parameters,
             "metrics": metrics, "seconds": seconds}
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Send this process's stderr (file descriptor 2) to `path` while the block runs.
+
+    Why: the kernel papermill starts inherits descriptor 2 and writes its own log there; when
+    the caller is itself a notebook (a sweep run from a chapter), that log would become cell
+    output. The cells' output is unaffected: it travels over the kernel's messages.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _describe_cell(ipynb: Path, source: str) -> str:
+    """'code cell N (first line)' for the code cell holding `source`, counting from 1."""
+    import nbformat
+
+    sources = [cell.source for cell in nbformat.read(ipynb, as_version=4).cells
+               if cell.cell_type == "code"]
+    number = sources.index(source) + 1 if source in sources else "?"
+    first = next((line.strip() for line in source.splitlines() if line.strip()), "")
+    return f"code cell {number} ({first[:60]!r})"
 
 
 def check_executed(ipynb: str | os.PathLike) -> list[str]:
@@ -173,7 +207,7 @@ def check_executed(ipynb: str | os.PathLike) -> list[str]:
     path = Path(ipynb)
     try:
         notebook = nbformat.read(path, as_version=4)
-    except Exception as error:  # nbformat raises several types for a bad file
+    except Exception as error:  # noqa: BLE001 (nbformat raises several types for a bad file)
         return [f"{path}: not a readable notebook ({error})"]
     problems = []
     code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
@@ -234,8 +268,8 @@ def run(args: argparse.Namespace) -> int:
         problems = [problem for path in files for problem in check_executed(path)]
         for problem in problems:
             print(problem)
-        print(f"{len(files)} notebook(s) checked: "
-              f"{'all cells executed, no errors' if not problems else f'{len(problems)} problem(s)'}")
+        verdict = f"{len(problems)} problem(s)" if problems else "all cells executed, no errors"
+        print(f"{len(files)} notebook(s) checked: {verdict}")
         return 1 if problems else 0
     result = run_notebook(args.notebook, parameters_from(args.parameter), args.output_dir,
                           kernel_name=args.kernel, timeout=args.timeout,
@@ -355,8 +389,8 @@ def crop(image: Tensor, top: int, left: int, size: int) -> Tensor:
 def residual_norms(model, lr: Tensor) -> list[float]:
     """Mean |residual| each residual block hands on, in the order the blocks run.
 
-    The back-projection flow passes on what the blocks so far failed to explain; in a trained
-    network it should shrink block by block.
+    The back-projection flow passes on what the blocks so far failed to explain; the design
+    intends it to shrink from block to block (whether it does is for this to measure).
 
     Args:
         model: an `srlib.model.SRNet`.
@@ -365,7 +399,10 @@ def residual_norms(model, lr: Tensor) -> list[float]:
     from srlib.model import ResidualBlock
 
     norms = []
-    hooks = [module.register_forward_hook(lambda _, __, out: norms.append(out[1].abs().mean().item()))
+    def record(_, __, output) -> None:
+        norms.append(output[1].abs().mean().item())  # output = (U, residual handed on)
+
+    hooks = [module.register_forward_hook(record)
              for module in model.modules() if isinstance(module, ResidualBlock)]
     try:
         with torch.no_grad():
@@ -409,7 +446,7 @@ def published_rows(path: str | os.PathLike | None = None) -> list[dict]:
 def split_view(before: Tensor, after: Tensor, position: float) -> Tensor:
     """`before` left of `position` (0..1 of the width), `after` right of it, a white seam."""
     width = before.shape[-1]
-    cut = int(round(position * width))
+    cut = round(position * width)
     view = torch.cat([before[..., :cut], after[..., cut:]], dim=-1)  # (.., H, W)
     view[..., max(0, cut - 1):cut + 1] = 1.0
     return view

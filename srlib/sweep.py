@@ -60,8 +60,9 @@ def _run_point(notebook: str, point: dict, parameters: dict, folder: str, option
     """One run of a sweep; never raises, so one failure does not stop the others."""
     try:
         result = run_notebook(notebook, {**parameters, **point}, folder, **options)
-    except Exception as error:  # a dead kernel or a bad file too: record it, go on
-        message = str(error) if isinstance(error, SrlibError) else f"{type(error).__name__}: {error}"
+    except Exception as error:  # noqa: BLE001 (a dead kernel too: record it, go on)
+        known = isinstance(error, SrlibError)
+        message = str(error) if known else f"{type(error).__name__}: {error}"
         return {**point, "error": message.splitlines()[0] if message else "", "output_dir": folder}
     metrics = {key: value for key, value in (result["metrics"] or {}).items()
                if isinstance(value, (int, float, str, bool)) or value is None}

@@ -26,6 +26,7 @@ HTML = BUILD / "html"
 SCREENSHOTS = BUILD / "screenshots"
 BUILD_COMMAND = "SRBOOK_QUICK=1 bash scripts/build_book.sh"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+WIDTH = 1280  # CSS pixels: the desktop layout, sidebar and table of contents shown
 
 
 def toc_pages() -> list[str]:
@@ -60,7 +61,7 @@ class Browser:
 
         self.process = subprocess.Popen(
             [executable, "--headless=new", "--no-sandbox", "--disable-gpu",
-             "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1280,1600",
+             "--disable-dev-shm-usage", "--hide-scrollbars", f"--window-size={WIDTH},1600",
              "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -107,8 +108,16 @@ class Browser:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def screenshot(self, path: Path) -> None:
-        data = self.call("Page.captureScreenshot", format="png")["data"]
+    def screenshot(self, path: Path, scale: float = 0.5) -> None:
+        """The whole page, not only the window, at `scale` (figures included)."""
+        height = self.call("Page.getLayoutMetrics")["cssContentSize"]["height"]
+        # A window as tall as the page: capturing beyond a smaller one misplaces the content.
+        self.call("Emulation.setDeviceMetricsOverride", width=WIDTH,
+                  height=min(int(height), 30000), deviceScaleFactor=scale, mobile=False)
+        try:
+            data = self.call("Page.captureScreenshot", format="png")["data"]
+        finally:
+            self.call("Emulation.clearDeviceMetricsOverride")
         path.write_bytes(base64.b64decode(data))
 
     def close(self) -> None:
@@ -122,7 +131,7 @@ class Browser:
 
 
 # Waits for every image to finish (load or error), then describes the page.
-PAGE_REPORT = """
+PAGE_REPORT = r"""
 (async () => {
   const images = Array.from(document.images);
   await Promise.all(images.map(img => img.complete ? null :
@@ -135,6 +144,9 @@ PAGE_REPORT = """
     outputImages: document.querySelectorAll(".cell_output img").length,
     outputs: document.querySelectorAll(".cell_output").length,
     errors: document.querySelectorAll(".cell_output .traceback, .output.error").length,
+    remote: Array.from(document.querySelectorAll("script[src], link[href][rel=stylesheet]"))
+        .map(e => e.getAttribute("src") || e.getAttribute("href"))
+        .filter(url => /^(https?:)?\/\//.test(url)),
   };
 })()
 """
@@ -165,6 +177,8 @@ def test_page_loads_with_every_image(browser, page):
     broken = [image["src"] for image in report["images"]
               if not image["complete"] or image["width"] == 0]
     assert not broken, f"{page}: images that did not load: {broken}"
+    # The site is read offline too: nothing it needs may come from the network.
+    assert not report["remote"], f"{page}: scripts or styles from the network: {report['remote']}"
     if page in chapter_pages():
         assert report["outputs"] > 0, f"{page}: no executed cell output on the page"
         assert report["outputImages"] > 0, f"{page}: no figure in the executed outputs"

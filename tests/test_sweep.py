@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from srlib.cli import main
-from srlib.errors import SrlibError, UsageError
+from srlib.errors import UsageError
 from srlib.notebook import check_executed, parse_value, run_notebook, to_ipynb
 from srlib.sweep import grid_points, load_table, parse_grid, run_name, sweep
 
@@ -106,14 +106,6 @@ def test_unknown_parameter_is_an_error_not_a_silent_no_op(tiny, tmp_path):
         run_notebook(tiny, {"factr": 3}, tmp_path / "out")
 
 
-def test_failing_cell_raises_and_the_check_sees_it(tiny, tmp_path):
-    with pytest.raises(SrlibError, match="ValueError: asked to fail"):
-        run_notebook(tiny, {"fail": True}, tmp_path / "out")
-    problems = check_executed(tmp_path / "out" / "tiny.ipynb")
-    assert any("raised ValueError" in problem for problem in problems)
-    assert not (tmp_path / "out" / "metrics.json").exists()
-
-
 def test_check_flags_a_notebook_that_never_ran(tiny, tmp_path):
     unexecuted = to_ipynb(tiny, tmp_path / "unexecuted.ipynb")
     problems = check_executed(unexecuted)
@@ -141,10 +133,16 @@ def test_command_line(tiny, tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["product"] == 105
     assert main(["notebook", "check", str(out)]) == 0
     assert main(["notebook", "check", str(tmp_path / "missing")]) == 2
-    # A failing run fails the sweep, after the other runs' table is written.
+    # A failing cell fails its run, and the sweep after the other runs' table is written.
     code = main(["sweep", str(tiny), "--grid", "fail=false,true", "-p", "factor", "1",
-                 "--jobs", "2", "--output-dir", str(tmp_path / "s")])
+                 "--output-dir", str(tmp_path / "s")])
     assert code == 1
     assert "1 of 2 runs failed (fail=True)" in capsys.readouterr().err
     rows = load_table(tmp_path / "s")
-    assert rows[0]["product"] == 21 and "asked to fail" in rows[1]["error"]
+    assert rows[0]["product"] == 21
+    # Cells are counted as a reader counts them: code cells only (papermill's injected
+    # parameters cell is the second), with the cell's first line.
+    assert "code cell 3 ('import json') raised ValueError: asked to fail" in rows[1]["error"]
+    assert not (tmp_path / "s" / "fail=True" / "metrics.json").exists()
+    problems = check_executed(tmp_path / "s" / "fail=True" / "tiny.ipynb")
+    assert any("raised ValueError" in problem for problem in problems)
