@@ -196,12 +196,33 @@ class _Convolution(torch.autograd.Function):
 class Conv2d(nn.Conv2d):
     """`nn.Conv2d` (same parameters and results) with the fast NHWC weight gradient on CPU."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        if (_fast_route(x, self.weight) and self.groups == 1 and self.dilation == (1, 1)
+    def _apply_weight(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if (_fast_route(x, weight) and self.groups == 1 and self.dilation == (1, 1)
                 and self.padding_mode == "zeros" and not isinstance(self.padding, str)):
-            return _Convolution.apply(x, self.weight, self.bias, _pairs(self.stride),
+            return _Convolution.apply(x, weight, bias, _pairs(self.stride),
                                       _pairs(self.padding), False)
-        return super().forward(x)
+        return self._conv_forward(x, weight, bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._apply_weight(x, self.weight, self.bias)
+
+    def forward_part(self, x: Tensor, start: int, *, bias: bool) -> Tensor:
+        """The share of input channels [start, start + C) in this conv's output.
+
+        A conv is linear in its input channels, so its output on `torch.cat(inputs, dim=1)`
+        is the sum of these shares (with the bias in one of them); summing them never builds
+        or stores the concatenation.
+
+        Args:
+            x: (B, C, H, W), the input channels from `start` on.
+            start: the first input channel `x` stands for.
+            bias: add the bias (do it for exactly one share).
+
+        Returns:
+            (B, out_channels, H', W').
+        """
+        weight = self.weight[:, start:start + x.shape[1]]
+        return self._apply_weight(x, weight, self.bias if bias else None)
 
 
 class ConvTranspose2d(nn.ConvTranspose2d):

@@ -199,10 +199,24 @@ class Stage(nn.Module):
         )
         self.compress = Conv2d(num_blocks * channels, channels, 3, padding=1)
 
-    def forward(self, residual: Tensor) -> tuple[Tensor, Tensor]:
-        """Returns (compressed maps (B, C, sH, sW), the last block's residual (B, C, H, W))."""
-        maps = []
+    def forward(self, residual: Tensor, checkpointing: bool = False) -> tuple[Tensor, Tensor]:
+        """Returns (compressed maps (B, C, sH, sW), the last block's residual (B, C, H, W)).
+
+        With `checkpointing`, each block and its share of the compress conv are recomputed in
+        the backward pass instead of storing their activations (see `_block_share`).
+        """
         stage_input = residual
+        if checkpointing:
+            compressed = None
+            for index in range(self.num_blocks):
+                # Tied (the original code): every call sees the stage's input.
+                block_input = stage_input if self.tied else residual
+                share, residual = checkpoint(self._block_share, index, block_input,
+                                             use_reentrant=False)
+                # In place on a conv output, which no backward pass keeps.
+                compressed = share if compressed is None else compressed.add_(share)
+            return compressed, residual
+        maps = []
         for index in range(self.num_blocks):
             block = self.blocks[0 if self.tied else index]
             # Tied (the original code): every call sees the stage's input, not its predecessor's.
@@ -210,6 +224,21 @@ class Stage(nn.Module):
             maps.append(upsampled)
         compressed = self.compress(torch.cat(maps, dim=1))  # (B, nC, sH, sW) -> (B, C, sH, sW)
         return compressed, residual
+
+    def _block_share(self, index: int, block_input: Tensor) -> tuple[Tensor, Tensor]:
+        """Block `index` and its share of the compress conv: ((B, C, sH, sW), (B, C, H, W)).
+
+        compress(cat(U_1..U_n)) is the sum of each U_i's conv with its slice of the weights,
+        so a checkpoint around a block and its share stores only the block's LR input: its
+        upsampled maps U_i, the stage's largest tensors, are never kept. (Checkpointing whole
+        stages kept the 8x stage's maps alive in its recomputation: measured, it saved ~20%
+        of the seed's step memory instead of ~40%.)
+        """
+        block = self.blocks[0 if self.tied else index]
+        upsampled, residual = block(block_input)  # (B, C, H, W) -> (B, C, sH, sW), (B, C, H, W)
+        channels = upsampled.shape[1]
+        share = self.compress.forward_part(upsampled, index * channels, bias=index == 0)
+        return share, residual
 
     def residual_flow(self, residual: Tensor) -> Tensor:
         """The last block's residual alone (B, C, H, W), skipping the compress conv."""
@@ -266,8 +295,9 @@ class SRNet(nn.Module):
         self.stage_scales = stage_scales
         self.output_scales = output_scales
         self.global_skip = global_skip
-        # Recompute each stage in the backward pass instead of storing its activations: the
-        # 8x stage of the seed keeps ~20 GB at batch 16 otherwise (ANALYSIS.md).
+        # Recompute each block (with its share of the compress conv) in the backward pass
+        # instead of storing its activations: the seed's 8x stage keeps ~20 GB at batch 16
+        # otherwise (ANALYSIS.md). See `Stage._block_share`.
         self.gradient_checkpointing = False
         self.features = FeatureExtractor(3, feature_width, channels)
         previous = (1,) + stage_scales[:-1]
@@ -334,10 +364,9 @@ class SRNet(nn.Module):
         residual, previous_maps = features, features
         outputs = {}
         for skip, stage in zip(self.skips[:count], self.stages[:count]):
-            if self.gradient_checkpointing and torch.is_grad_enabled():
-                maps, residual = checkpoint(stage, residual, use_reentrant=False)
-            else:
-                maps, residual = stage(residual)  # (B, C, H, W) -> (B, C, sH, sW), (B, C, H, W)
+            checkpointing = self.gradient_checkpointing and torch.is_grad_enabled()
+            # (B, C, H, W) -> (B, C, sH, sW), (B, C, H, W)
+            maps, residual = stage(residual, checkpointing=checkpointing)
             # In place on the compress conv's output, which no backward pass needs.
             maps = maps.add_(skip(previous_maps))  # previous scale -> (B, C, sH, sW)
             previous_maps = maps
