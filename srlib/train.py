@@ -20,7 +20,13 @@ from pathlib import Path
 import torch
 
 from srlib import distributed
-from srlib.checkpoint import build_model, load_checkpoint, save_checkpoint
+from srlib.checkpoint import (
+    atomic_write,
+    build_model,
+    ensure_writable_folder,
+    load_checkpoint,
+    save_checkpoint,
+)
 from srlib.config import PRESETS as TRAIN_PRESETS
 from srlib.config import TrainConfig, preset_config
 from srlib.data import PatchSampler, hr_paths, load_hr_images
@@ -30,6 +36,8 @@ from srlib.losses import parse_loss, pyramid_loss
 
 CHECKPOINT_NAME = "last.pt"
 HISTORY_NAME = "history.json"
+# What a checkpoint must hold to continue a run (a shipped, exported one holds less).
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "step", "history")
 # Fields that may change between a run and its resumption without changing its results.
 RESUMABLE_CHANGES = {"run_dir", "device", "max_steps", "epochs", "checkpoint_every",
                      "val_every", "val_data", "data_root"}
@@ -150,6 +158,8 @@ def _train(config: TrainConfig, world: distributed.World, device: torch.device, 
     if config.batch_size % world.size:
         raise UsageError(f"batch size {config.batch_size} does not split evenly across "
                          f"{world.size} processes")
+    # Find an unwritable run folder now, not at the first checkpoint after minutes of work.
+    run_dir = ensure_writable_folder(config.run_dir) if world.is_main else Path(config.run_dir)
     configure_backends(device)
     dtype = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)
@@ -180,12 +190,15 @@ def _train(config: TrainConfig, world: distributed.World, device: torch.device, 
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
 
-    run_dir = Path(config.run_dir)
     checkpoint_path = run_dir / CHECKPOINT_NAME
     history, step = _new_history(), 0
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         _check_resumable(state["config"], config, checkpoint_path)
+        missing = [key for key in RESUME_KEYS if key not in state]
+        if missing:
+            raise CheckpointError(f"{checkpoint_path}: holds no training state "
+                                  f"({', '.join(missing)}); cannot resume (use --no-resume)")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -205,7 +218,7 @@ def _train(config: TrainConfig, world: distributed.World, device: torch.device, 
             "history": history,
         }
         save_checkpoint(checkpoint_path, state)
-        (run_dir / HISTORY_NAME).write_text(json.dumps(history))
+        atomic_write(run_dir / HISTORY_NAME, json.dumps(history).encode())
 
     model.train()
     last = total_steps if stop_after is None else min(total_steps, stop_after)
