@@ -12,15 +12,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from srlib.checkpoint import load_model  # noqa: E402
-from srlib.datasets import default_images  # noqa: E402
-from srlib.imageio import load_image, to_tensor  # noqa: E402
-from srlib.infer import upscale  # noqa: E402
-from srlib.metrics import psnr  # noqa: E402
-from srlib.resize import degrade, imresize, quantize  # noqa: E402
+from srlib.checkpoint import load_model
+from srlib.datasets import default_images
+from srlib.imageio import load_image, to_tensor
+from srlib.infer import upscale
+from srlib.metrics import psnr
+from srlib.resize import degrade, imresize, quantize
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ from srlib.errors import UsageError
 from srlib.imageio import list_images, load_images
 from srlib.resize import degrade
 
-
 SOURCES = ("default", "train291", "div2k", "div2k-valid")
 
 

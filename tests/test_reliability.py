@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from srlib import checkpoint
 from srlib.checkpoint import (
@@ -59,17 +58,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def image_folder(tmp_path_factory) -> Path:
+def image_folder(make_image_folder):
     """Four smooth 48x48 colour images (a 2x network needs 16x16 HR patches)."""
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:48, 0:48] / 48
-    for index in range(4):
-        phase = rng.uniform(0, 2 * np.pi, size=3)
-        channels = [0.5 + 0.4 * np.sin(6 * x + 4 * y * (c + 1) + phase[c]) for c in range(3)]
-        image = (np.stack(channels, axis=-1) * 255).round().astype(np.uint8)
-        Image.fromarray(image).save(folder / f"{index}.png")
-    return folder
+    return make_image_folder(48)
 
 
 def tiny_config(folder: Path, run_dir: Path, **changes) -> TrainConfig:

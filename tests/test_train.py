@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from srlib.checkpoint import export_model, load_checkpoint, load_model
 from srlib.config import TrainConfig, preset_config
@@ -14,24 +13,16 @@ TINY_MODEL = {"feature_width": 8, "channels": 8, "se_reduction": 4}
 
 
 @pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    """Four smooth 96x96 photographs-to-be: low-frequency colour fields a net can learn."""
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:96, 0:96] / 96
-    for index in range(4):
-        phase = rng.uniform(0, 2 * np.pi, size=3)
-        channels = [0.5 + 0.4 * np.sin(6 * x + 4 * y * (c + 1) + phase[c]) for c in range(3)]
-        image = (np.stack(channels, axis=-1) * 255).round().astype(np.uint8)
-        Image.fromarray(image).save(folder / f"{index}.png")
-    return folder
+def image_folder(make_image_folder):
+    """Four smooth 96x96 colour images."""
+    return make_image_folder(96)
 
 
 def tiny_config(folder, run_dir, **changes) -> TrainConfig:
-    values = dict(preset="quick", scale=2, model_options=TINY_MODEL, data=str(folder),
-                  patch_size=8, batch_size=4, patches_per_image=4, lr=2e-3, loss="l1",
-                  max_steps=12, epochs=100, checkpoint_every=4, run_dir=str(run_dir),
-                  precision="fp32", device="cpu")
+    values = {"preset": "quick", "scale": 2, "model_options": TINY_MODEL, "data": str(folder),
+              "patch_size": 8, "batch_size": 4, "patches_per_image": 4, "lr": 2e-3,
+              "loss": "l1", "max_steps": 12, "epochs": 100, "checkpoint_every": 4,
+              "run_dir": str(run_dir), "precision": "fp32", "device": "cpu"}
     values.update(changes)
     return TrainConfig(**values)
 
