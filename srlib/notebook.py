@@ -230,6 +230,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "run", help="execute a notebook with parameters (papermill), write it and its metrics")
     run_parser.add_argument("notebook", type=Path, help="jupytext .md or .ipynb notebook")
     add_run_arguments(run_parser)
+    run_parser.add_argument("--log-output", action="store_true",
+                            help="echo cell output and the kernel's log while it runs")
     check_parser = actions.add_parser(
         "check", help="fail unless every code cell of executed notebooks ran without error")
     check_parser.add_argument("paths", nargs="+", type=Path,
@@ -242,10 +244,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar=("NAME", "VALUE"),
                         help="set a parameter (repeatable); VALUE is read as a Python literal "
                              "when it is one (3e-4, 300, true, none), else as text")
-    parser.add_argument("--output-dir", type=Path, help="where results go")
+    parser.add_argument("--output-dir", type=Path,
+                        help="where results go (default: runs/notebooks/NAME, runs/sweep/NAME)")
     parser.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's)")
     parser.add_argument("--timeout", type=float, help="seconds one cell may run")
-    parser.add_argument("--log-output", action="store_true", help="echo cell output")
 
 
 def parameters_from(pairs: list[list[str]]) -> dict:

@@ -197,8 +197,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.log_output:
-        raise UsageError("--log-output is not available for sweeps (runs' outputs interleave)")
     output_dir = args.output_dir or Path("runs") / "sweep" / args.notebook.stem
     rows = sweep(args.notebook, parse_grid(args.grid), parameters_from(args.parameter),
                  output_dir, jobs=args.jobs, kernel_name=args.kernel, timeout=args.timeout)
