@@ -190,6 +190,10 @@ class _Convolution(torch.autograd.Function):
                 grad_weight = conv_transpose_weight_grad(grad, x, kernel, stride, padding)
             else:
                 grad_weight = conv_weight_grad(grad, x, kernel, stride, padding)
+            # In the weight's own layout, as DDP's gradient buckets expect.
+            layout = (torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last)
+                      else torch.contiguous_format)
+            grad_weight = grad_weight.contiguous(memory_format=layout)
         return grad_input, grad_weight, grad_bias, None, None, None
 
 
