@@ -12,12 +12,15 @@ achieved FLOP/s over the measured matrix-product peak of the dtype it computes i
 inference: seconds, milliseconds per output megapixel and peak memory for a 1024x1024 LR
 image at x2 and a 512x512 one at x4.
 
-Measurements run in child processes: each gets a fresh peak-memory counter, and the OpenMP
-wait policy is set before PyTorch loads (the only time libgomp reads it). On a machine shared
-with other jobs the default policy (threads spin at every barrier) made small operations
-~500x slower here (a 16-channel ReLU: 16 ms instead of 0.03 ms at a load of 6 on 2 cores);
-'passive' (threads sleep) is the bench's default and is what this module recommends for
-training on a shared CPU: `OMP_WAIT_POLICY=PASSIVE srlib train ...`.
+Measurements run in one child process, whose OpenMP wait policy is set before PyTorch loads
+(the only time libgomp reads it), and whose peak memory is reset before each inference case.
+On a machine shared with other jobs the default policy (threads spin at every barrier) made
+small operations ~500x slower here (a 16-channel ReLU: 16 ms instead of 0.03 ms at a load of
+6 on 2 cores; a quick training step 15 s instead of 2.2 s); 'passive' (threads sleep) is the
+bench's default and is what this module recommends for training on a shared CPU:
+`OMP_WAIT_POLICY=PASSIVE srlib train ...`. The process-wide switches of
+`srlib.hardware.configure_backends` (cuDNN autotuning; glibc keeping freed blocks) apply to
+both fp32 eager and the fast path: they are the environment, not the fast path.
 
 Times are medians over repeats after warm-up steps; the load average is reported with them.
 """

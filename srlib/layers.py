@@ -2,17 +2,18 @@
 
 oneDNN (PyTorch's CPU convolution library) runs the forward pass and the input gradient of a
 convolution faster in channels_last (NHWC) than in NCHW, but its NHWC *weight* gradient is
-slow on CPUs without AVX-512. Measured on a 2-core AVX2 EPYC, one thread, GFLOP/s of CPU time:
+slow on CPUs without AVX-512. Weight gradient, batch 2, GFLOP/s of CPU time on one core of a
+2-core AVX2 EPYC (forward / input gradient in NHWC for comparison):
 
-| layer (batch 2)                    | NHWC fwd | NHWC input grad | NHWC weight grad | here |
-|------------------------------------|----------|-----------------|------------------|------|
-| conv 3x3 256->128 at 128x128       | 85       | 73              | 13               | 63   |
-| conv 3x3 128->128 at 128x128       | 85       | 78              | 16               | 63   |
-| conv-transpose 10x10/8 128->128    | 64       | 71              | 11               | ~40  |
+| layer                                   | oneDNN NHWC | oneDNN NCHW | here | NHWC fwd / input grad |
+|-----------------------------------------|-------------|-------------|------|-----------------------|
+| conv 3x3 256->128 at 128x128            | 14          | 44          | 62   | 85 / 73               |
+| conv 3x3 128->128 at 128x128            | 16          | 52          | 54   | 85 / 78               |
+| conv-transpose 10x10/8 128->128, 16x16  | 11          | 27          | 44   | 64 / 71               |
 
-(NCHW for comparison: 63 / 60 / 46 and 20 / 65 / 44.) So these layers keep oneDNN for the
-forward pass and the input gradient and compute the weight gradient themselves, as a few
-large matrix products (BLAS runs those near the machine's peak):
+So these layers keep oneDNN for the forward pass and the input gradient and compute the
+weight gradient themselves, as a few large matrix products (BLAS runs those near the
+machine's peak):
 
 * the weight gradient of a convolution is a sum over kernel taps ``(ky, kx)`` of
   ``grad_out^T @ input_shifted(ky, kx)``; for a stride-1 convolution every shifted input is a
