@@ -78,8 +78,8 @@ FULL = Plan(
     warmup=2,
     repeats=5,
     inference=(("quick", 2, 1024, 256, 16), ("quick", 4, 512, 256, 16),
-               ("pyramid", 2, 128, 128, 16), ("pyramid", 4, 128, 128, 16),
-               ("seed", 2, 128, 128, 16)),
+               ("pyramid", 2, 160, 96, 16), ("pyramid", 4, 160, 96, 16),
+               ("seed", 2, 160, 96, 16)),
     inference_repeats=3,
     max_matrix=4096,
 )
