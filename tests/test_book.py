@@ -4,7 +4,9 @@ Needs the site built first (`SRBOOK_QUICK=1 bash scripts/build_book.sh`) and chr
 (`apt-get install -y chromium`); skips with the reason otherwise. The browser is driven over
 the Chrome DevTools protocol with `websocket-client` (installed with Jupyter). For every page
 of `_toc.yml`: it loads, its images are present and decoded (naturalWidth > 0), chapters show
-executed output, and a screenshot is kept under `_build/screenshots/` as a test artifact.
+executed output, no code block overflows the column at 1280 px (long lines wrap, see
+`book/_static/srbook.css`), no figure is stretched past its own pixels, and a screenshot is kept
+under `_build/screenshots/` as a test artifact.
 """
 
 from __future__ import annotations
@@ -144,6 +146,17 @@ PAGE_REPORT = r"""
     outputImages: document.querySelectorAll(".cell_output img").length,
     outputs: document.querySelectorAll(".cell_output").length,
     errors: document.querySelectorAll(".cell_output .traceback, .output.error").length,
+    width: window.innerWidth,
+    // Code blocks (cell inputs and outputs, code in the prose) that would need a horizontal
+    // scroll bar: long lines cut off at the column's edge.
+    overflowing: Array.from(document.querySelectorAll("div.highlight pre, div.cell_output pre"))
+        .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+        .map(pre => `${pre.scrollWidth} > ${pre.clientWidth} px: ` +
+                    pre.textContent.trim().split("\n")[0].slice(0, 80)),
+    // Figures shown wider than their own pixels: upscaled, hence blurry.
+    upscaled: Array.from(document.querySelectorAll(".cell_output img, main img"))
+        .filter(img => img.naturalWidth > 0 && img.width > img.naturalWidth * 1.01)
+        .map(img => `${img.getAttribute("src")}: ${img.width} px shown, ${img.naturalWidth} px`),
     remote: Array.from(document.querySelectorAll("script[src], link[href][rel=stylesheet]"))
         .map(e => e.getAttribute("src") || e.getAttribute("href"))
         .filter(url => /^(https?:)?\/\//.test(url)),
@@ -179,6 +192,10 @@ def test_page_loads_with_every_image(browser, page):
     assert not broken, f"{page}: images that did not load: {broken}"
     # The site is read offline too: nothing it needs may come from the network.
     assert not report["remote"], f"{page}: scripts or styles from the network: {report['remote']}"
+    assert report["width"] == WIDTH, f"{page}: measured at {report['width']} px, not {WIDTH}"
+    assert not report["overflowing"], (f"{page}: code blocks wider than the column at {WIDTH} px "
+                                       f"(book/_static/srbook.css): {report['overflowing']}")
+    assert not report["upscaled"], f"{page}: figures stretched past their pixels: {report['upscaled']}"
     if page in chapter_pages():
         assert report["outputs"] > 0, f"{page}: no executed cell output on the page"
         assert report["outputImages"] > 0, f"{page}: no figure in the executed outputs"
