@@ -203,7 +203,10 @@ def test_page_loads_with_every_image(browser, page):
 
 
 def test_every_chapter_really_executed():
-    from srlib.notebook import check_executed
+    try:
+        from srlib.tools.notebook import check_executed
+    except ImportError:  # before srlib's tooling moved to srlib.tools
+        from srlib.notebook import check_executed
 
     executed = BUILD / "jupyter_execute"
     if not executed.is_dir():
