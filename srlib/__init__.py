@@ -1,22 +1,21 @@
 """srlib: multi-scale residual super-resolution networks, measured as the literature measures.
 
-The public API, one concept per module:
+The core, one concept per module, in the order the book meets them:
 
-- `srlib.model`: `SRNet` and its parts (`FeatureExtractor`, `ResidualBlock`), presets.
+- `srlib.data`, `srlib.imageio`: where images are, images in, paired patches out.
 - `srlib.resize`: MATLAB-compatible bicubic `imresize`, `degrade`, `modcrop`.
-- `srlib.metrics`: `psnr`, `ssim` (Y channel, shave, 8-bit, both SSIM conventions).
+- `srlib.model`: `SRNet` and its parts, `Preset`, `build_model`.
 - `srlib.losses`: DSSIM, MSE, L1, Charbonnier, weighted sums, multi-scale supervision.
-- `srlib.data`, `srlib.datasets`, `srlib.imageio`: images in, patches out, downloads.
-- `srlib.config`, `srlib.train`, `srlib.checkpoint`: runs, checkpoints, resuming.
-- `srlib.infer`, `srlib.evaluate`: tiled upscaling and benchmark tables.
+- `srlib.train`, `srlib.checkpoint`, `srlib.hardware`: runs, checkpoints, devices.
+- `srlib.metrics`, `srlib.infer`, `srlib.evaluate`: PSNR/SSIM, tiled upscaling, tables.
+- `srlib.book`: small helpers the chapters share.
 
-Training and evaluation are `srlib.train.train` and `srlib.evaluate.evaluate`; they are not
-re-exported here, where their names would hide their modules. Importing srlib loads modules
-and nothing else happens: no downloads, prints or threads.
+The tooling (command line, downloads, benchmarks, notebook runner, sweeps) lives apart in
+`srlib.tools` and is never imported here. Importing srlib loads modules and nothing else
+happens: no downloads, prints or threads.
 """
 
 from srlib.checkpoint import load_checkpoint, load_model, save_checkpoint
-from srlib.config import TrainConfig, preset_config
 from srlib.errors import (
     CheckpointError,
     DownloadError,
@@ -29,15 +28,16 @@ from srlib.imageio import load_image, save_image
 from srlib.infer import upscale
 from srlib.losses import charbonnier, dssim, parse_loss
 from srlib.metrics import psnr, ssim
-from srlib.model import FeatureExtractor, ResidualBlock, SRNet, preset_table
+from srlib.model import PRESETS, FeatureExtractor, Preset, ResidualBlock, SRNet, build_model
 from srlib.resize import degrade, imresize, modcrop
+from srlib.train import TrainConfig, preset_config
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "CheckpointError", "DownloadError", "FeatureExtractor", "ImageError", "ResidualBlock",
-    "SRNet", "SrlibError", "TrainConfig", "TrainingError", "UsageError", "charbonnier",
-    "degrade", "dssim", "imresize", "load_checkpoint", "load_image", "load_model",
-    "modcrop", "parse_loss", "preset_config", "preset_table", "psnr", "save_checkpoint",
-    "save_image", "ssim", "upscale",
+    "PRESETS", "CheckpointError", "DownloadError", "FeatureExtractor", "ImageError", "Preset",
+    "ResidualBlock", "SRNet", "SrlibError", "TrainConfig", "TrainingError", "UsageError",
+    "build_model", "charbonnier", "degrade", "dssim", "imresize", "load_checkpoint",
+    "load_image", "load_model", "modcrop", "parse_loss", "preset_config", "psnr",
+    "save_checkpoint", "save_image", "ssim", "upscale",
 ]

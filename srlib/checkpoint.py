@@ -1,7 +1,7 @@
 """Checkpoints: the state of a run written atomically, read back as data, never as code.
 
 A checkpoint is a dict saved with `torch.save`:
-``{"format": "srlib", "version": 1, "config": TrainConfig as dict, "model": state_dict,
+``{"format": "srlib", "version": 1, "config": a TrainConfig as dict, "model": state_dict,
 "optimizer", "scheduler", "scaler", "rng", "step", "epoch", "history"}``.
 
 Writing (`save_checkpoint`, `atomic_write`): the bytes go to a temporary file beside the
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from srlib.config import TrainConfig
 from srlib.errors import CheckpointError, TrainingError, UsageError
+from srlib.model import build_model, check_scale
 
 FORMAT = "srlib"
 VERSION = 1
@@ -309,65 +309,30 @@ def _describe_load_error(error: Exception) -> str:
     return f"not a readable checkpoint, truncated or corrupt ({detail[:200]})"
 
 
-def check_scale(scale: int) -> int:
-    """Check that `scale` is one an srlib network can have: a power of two, at least 2.
-
-    Returns:
-        `scale` as an int.
-
-    Raises:
-        UsageError: any other value (e.g. 3): no preset can serve it.
-    """
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2 or scale & (scale - 1):
-        raise UsageError(f"unsupported scale {scale!r}: srlib networks upscale by a power of "
-                         "two (2, 4, 8)")
-    return scale
-
-
-def build_model(config: TrainConfig):
-    """The `SRNet` a config describes (plain arguments; nothing else of the config goes in).
-
-    Raises:
-        UsageError: unknown preset, a scale the preset cannot serve, or a bad option.
-    """
-    from srlib.model import SRNet
-
-    try:
-        return SRNet.from_preset(config.preset, scale=config.scale, **config.model_options)
-    except (ValueError, TypeError) as error:
-        raise UsageError(str(error)) from None
-
-
-def load_model(path: str | os.PathLike, *, scale: int | None = None, preset: str | None = None,
-               map_location="cpu"):
+def load_model(path: str | os.PathLike, *, scale: int | None = None, map_location="cpu"):
     """Rebuild the model stored in a checkpoint, for inference.
 
     Args:
         path: a checkpoint file, or 'pretrained'.
         scale: refuse the checkpoint unless its model outputs this scale.
-        preset: refuse the checkpoint unless it was trained from this preset.
 
     Returns:
-        (model in eval mode, TrainConfig).
+        (model in eval mode, its `srlib.train.TrainConfig`).
 
     Raises:
-        UsageError: `scale` is one no srlib network can serve (see `check_scale`).
-        CheckpointError: unreadable, or built for another scale or preset (says which).
+        UsageError: `scale` is one no srlib network can serve (see `srlib.model.check_scale`).
+        CheckpointError: unreadable, or built for another scale (says which).
     """
+    from srlib.train import TrainConfig  # train imports this module: import at call time
+
     if scale is not None:
         check_scale(scale)
     state = load_checkpoint(path, map_location)
     path = resolve(path)
     try:
         config = TrainConfig.from_dict(state["config"])
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{path}: checkpoint config is not a TrainConfig ({error})") from None
-    if preset is not None and config.preset != preset:
-        raise CheckpointError(f"{path}: checkpoint is a {config.preset!r} model, "
-                              f"not {preset!r}")
-    try:
-        model = build_model(config)
-    except UsageError as error:
+        model = build_model(config.model)
+    except (UsageError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: its config describes no model this srlib can build "
                               f"({error})") from None
     if scale is not None and scale not in model.output_scales:
@@ -389,6 +354,6 @@ def export_model(path: str | os.PathLike, destination: str | os.PathLike) -> Pat
     it cannot be resumed from.
     """
     state = load_checkpoint(path)
-    kept = {key: state[key] for key in ("config", "model", "step", "epoch", "history")
+    kept = {key: state[key] for key in ("config", "model", "step", "history")
             if key in state}
     return save_checkpoint(destination, kept)

@@ -1,15 +1,22 @@
-"""Training data: HR photographs kept in memory, random paired patches cut on the fly.
+"""Training and test images: where they are on disk, and random paired patches cut from them.
 
-An LR patch is made the way the literature makes LR images: an HR crop of `max_scale * p`
-pixels, MATLAB-bicubic downscaled (`srlib.resize.degrade`, antialiased, rounded to 8 bits).
-The ground truth for every output scale s is the same crop downscaled by `max_scale / s`,
-so a pyramid network is supervised at every level (LapSRN, Lai et al. 2017, section 3.2).
+Where: a data root (the `root` argument, else $SRLIB_DATA, else ~/.cache/srlib) holds
+`benchmarks/<set>/`, `train/T91/` + `train/BSD200/` and `DIV2K/DIV2K_<split>_HR/`, the layout
+`srlib download NAME` writes. An embedded default needs no download: five photographs inside
+scikit-image's wheel.
+
+Patches: an LR patch is made the way the literature makes LR images: an HR crop of
+`max_scale * p` pixels, MATLAB-bicubic downscaled (`srlib.resize.degrade`, antialiased, rounded
+to 8 bits). The ground truth for every output scale s is the same crop downscaled by
+`max_scale / s`, so a pyramid network is supervised at every level (LapSRN, Lai et al. 2017,
+section 3.2).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -20,6 +27,122 @@ from srlib.imageio import list_images, load_images
 from srlib.resize import degrade
 
 SOURCES = ("default", "train291", "div2k", "div2k-valid")
+ENV_DATA_ROOT = "SRLIB_DATA"
+DEFAULT_DATA_ROOT = Path("~/.cache/srlib")
+# Benchmark set -> number of HR images.
+BENCHMARK_SETS = {"Set5": 5, "Set14": 14, "BSD100": 100, "Urban100": 100}
+# Other names the same sets go by (EDSR's archive calls BSD100 "B100").
+BENCHMARK_ALIASES = {"BSD100": ("BSD100", "B100", "BSDS100")}
+DIV2K_COUNTS = {"train": 800, "valid": 100}
+COMPLETE_MARKER = ".complete"  # written last into a folder `srlib download` extracted
+
+# Natural colour photographs shipped inside scikit-image's wheel (skimage/data), so they
+# need no download. Left out: greyscale and synthetic images, microscopy, retina.jpg, the
+# mostly black hubble_deep_field.jpg and motorcycle_right.png (a near copy of the left one).
+DEFAULT_IMAGE_NAMES = (
+    "astronaut.png",  # 512 x 512
+    "chelsea.png",  # 451 x 300
+    "coffee.png",  # 600 x 400
+    "rocket.jpg",  # 640 x 427
+    "motorcycle_left.png",  # 741 x 500
+)
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: `root` if given, else $SRLIB_DATA, else ~/.cache/srlib."""
+    if root is not None:
+        return Path(root).expanduser()
+    return Path(os.environ.get(ENV_DATA_ROOT) or DEFAULT_DATA_ROOT).expanduser()
+
+
+def _looked(places) -> str:
+    return ", ".join(str(place) for place in places)
+
+
+def benchmark_dir(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder of HR images of a benchmark set.
+
+    Looks in `<root>/<name>`, then `<root>/benchmarks/<name>` (root: see `data_root`); a
+    folder holding an `HR/` subfolder (EDSR's layout) and BSD100's other names count too.
+
+    Args:
+        name: Set5, Set14, BSD100, Urban100 (any case), or any folder name under the root.
+        root: a data folder; None: the data root.
+
+    Raises:
+        UsageError: not found; the message lists where it looked and how to download.
+    """
+    canonical = {key.lower(): key for key in BENCHMARK_SETS}.get(name.lower(), name)
+    base = data_root(root)
+    looked = []
+    for parent in (base, base / "benchmarks"):
+        for alias in BENCHMARK_ALIASES.get(canonical, (canonical,)):
+            for folder in (parent / alias, parent / alias / "HR"):
+                looked.append(folder)
+                if folder.is_dir() and list_images(folder):
+                    return folder
+    hint = (f"; download it with `srlib download benchmarks --root {base}` or set "
+            f"{ENV_DATA_ROOT}" if canonical in BENCHMARK_SETS else "")
+    raise UsageError(f"benchmark set {name!r} not found (looked in {_looked(looked)}){hint}")
+
+
+def div2k_dir(root: str | os.PathLike | None, split: str) -> Path:
+    """The folder of DIV2K HR images for a split ("train": 800 images, "valid": 100).
+
+    Raises:
+        UsageError: unknown split, not found, or a folder `srlib download` did not complete
+            holding the wrong number of images (a partial copy must not pass for DIV2K).
+    """
+    if split not in DIV2K_COUNTS:
+        raise UsageError(f"unknown DIV2K split {split!r}; choose from {sorted(DIV2K_COUNTS)}")
+    name, expected = f"DIV2K_{split}_HR", DIV2K_COUNTS[split]
+    base = data_root(root)
+    candidates = [base / "DIV2K" / name, base / name]
+    for folder in candidates:
+        if folder.is_dir():
+            count = len(list_images(folder))
+            if not (folder / COMPLETE_MARKER).exists() and count != expected:
+                raise UsageError(f"{folder}: holds {count} images where DIV2K {split} has "
+                                 f"{expected}; it looks incomplete: run `srlib download div2k "
+                                 f"--root {base}`")
+            return folder
+    raise UsageError(f"DIV2K {split} not found (looked in {_looked(candidates)}); download it "
+                     f"with `srlib download div2k --root {base}` (about 4 GB)")
+
+
+def train291_dirs(root: str | os.PathLike | None = None) -> list[Path]:
+    """The T91 and BSD200 folders that make the 291-image training set (VDSR's, LapSRN's).
+
+    Looks in `<root>` and `<root>/train` (root: see `data_root`).
+
+    Raises:
+        UsageError: no place holds both folders with images.
+    """
+    base = data_root(root)
+    for parent in (base / "train", base):
+        folders = [parent / "T91", parent / "BSD200"]
+        if all(folder.is_dir() and list_images(folder) for folder in folders):
+            return folders
+    raise UsageError(f"the 291-image training set (T91/ and BSD200/) was not found in "
+                     f"{_looked([base / 'train', base])}; download it with `srlib download "
+                     f"train291 --root {base}` or set {ENV_DATA_ROOT}")
+
+
+def default_images() -> list[Path]:
+    """The embedded default data: `DEFAULT_IMAGE_NAMES` inside scikit-image's package.
+
+    Raises:
+        UsageError: scikit-image is not installed or a file is missing from it.
+    """
+    spec = find_spec("skimage")  # found without importing scikit-image
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError("scikit-image is not installed; `pip install scikit-image`")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    paths = [folder / name for name in DEFAULT_IMAGE_NAMES]
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"{path}: missing from scikit-image's data; reinstall scikit-image")
+    return paths
 
 
 def hr_paths(data: str, root: str | os.PathLike | None = None) -> list[Path]:
@@ -27,23 +150,19 @@ def hr_paths(data: str, root: str | os.PathLike | None = None) -> list[Path]:
 
     Args:
         data: 'default' (photographs inside scikit-image's wheel, no network needed),
-            'train291' (T91 + BSD200, LapSRN's set), 'div2k' (DIV2K_train_HR), 'div2k-valid',
-            or a folder of images.
-        root: where 'train291' and 'div2k' live (None: `srlib.datasets`' search path).
+            'train291' (T91 + BSD200), 'div2k' (DIV2K_train_HR), 'div2k-valid', or a folder.
+        root: the data root for 'train291' and 'div2k' (None: see `data_root`).
     """
-    if data not in SOURCES:
-        folder = Path(data).expanduser()
-        if not folder.is_dir():
-            raise UsageError(f"{folder}: no such data folder (or use one of {', '.join(SOURCES)})")
-        return list_images(folder)
-    from srlib import datasets
-
     if data == "default":
-        return datasets.default_images()
+        return default_images()
     if data == "train291":
-        return [path for folder in datasets.train291_dirs(root) for path in list_images(folder)]
-    split = "valid" if data == "div2k-valid" else "train"
-    return list_images(datasets.div2k_dir(root, split))
+        return [path for folder in train291_dirs(root) for path in list_images(folder)]
+    if data in ("div2k", "div2k-valid"):
+        return list_images(div2k_dir(root, "valid" if data == "div2k-valid" else "train"))
+    folder = Path(data).expanduser()
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such data folder (or use one of {', '.join(SOURCES)})")
+    return list_images(folder)
 
 
 class PatchSampler:

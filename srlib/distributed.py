@@ -95,6 +95,20 @@ def mean(value: torch.Tensor, world: World) -> torch.Tensor:
     return value / world.size
 
 
+def wrap(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn.Module:
+    """`model` under DDP when there are several processes, else `model` itself."""
+    if not world.enabled:
+        return model
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    # channels_last weights of 1x1 convs get NCHW-strided gradients: the same memory.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                   else None)
+
+
 def barrier(world: World) -> None:
     """Wait until every process gets here (no-op when not distributed)."""
     if world.enabled:

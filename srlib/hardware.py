@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
+from pathlib import Path
 
 import torch
 
@@ -61,6 +63,38 @@ def autocast(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (e.g. 'AMD EPYC 9R14'), as /proc/cpuinfo or the platform says."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_features() -> list[str]:
+    """The vector and matrix extensions this CPU has that matter for speed here."""
+    found = {"avx2": torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"),
+             "avx512": torch.backends.cpu.get_cpu_capability() == "AVX512",
+             "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
+             "amx": bool(torch.cpu._is_amx_tile_supported())}
+    return [name for name, present in found.items() if present]
+
+
+def describe_hardware(device: torch.device, dtype: torch.dtype = torch.float32) -> dict:
+    """What a measurement ran on, for results files: device, CPU model, threads, precision."""
+    description = {"device": str(device), "cpu": cpu_name(), "cpu_features": cpu_features(),
+                   "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+                   "precision": str(dtype).replace("torch.", ""), "torch": torch.__version__}
+    if device.type == "cuda":
+        description["gpu"] = torch.cuda.get_device_name(device)
+    return description
 
 
 def configure_backends(device: torch.device) -> None:

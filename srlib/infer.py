@@ -1,42 +1,21 @@
 """Inference: upscale an image with a trained network, in overlapping tiles when it is large.
 
 Tiles keep memory bounded whatever the image size: besides the input and the output image,
-only one tile's activations are alive at a time. Neighbouring tiles share `overlap` LR
-pixels and are blended across them. Two things make a tile differ from the same region of
-the whole image:
-
-* the receptive field: a pixel near a tile edge sees zero padding instead of its neighbours,
-  and is wrong by up to tens of 8-bit levels right at the edge. The blend gives the outer
-  quarter of each overlap zero weight and ramps over its middle half (`_ramp`).
-  Measured max |tiled - untiled| in 8-bit levels, quick preset trained 300 steps, Set5/Set14
-  images (baby, barbara, comic), tiles of 48-96 LR pixels:
-
-  | overlap (LR px) | 8 | 16 (default) | 24 | 32 |
-  |---|---|---|---|---|
-  | x2 | 1.0-2.3 | 0.11-0.17 | 0.007-0.014 | 0.001 |
-  | x4 | 1.8-2.8 | 0.12-0.19 | 0.012-0.023 | |
-  | x8 | 1.2-2.3 | 0.14-0.21 | | |
-
-  (a linear ramp over the whole overlap, which weights the edge pixels, left 0.7-1.4 levels
-  at overlap 32);
-* squeeze-excitation gates every map by its mean over the *whole* input, a tile by its own.
-  With `image_statistics=True` a first pass over all tiles, running only the blocks'
-  back-projection flow (`SRNet.residual_flow`), collects each SE layer's mean over the image
-  and the second pass gates every tile with it. Measured on the same model, switching it on
-  changed the output by at most 0.002 levels (the gates sit on the refinement branch of the
-  residual only), against ~35% more time: it is off by default.
+only one tile's activations are alive at a time. Neighbouring tiles share `overlap` LR pixels
+and are blended across them. A pixel near a tile edge sees zero padding instead of its
+neighbours and is wrong there by up to tens of 8-bit levels, so the blend gives the outer
+quarter of each overlap zero weight and ramps over its middle half (`_ramp`); with the default
+overlap a tiled output stays within a fraction of an 8-bit level of the untiled one (a test
+checks 1/255). Squeeze-excitation gates each tile by its own means, not the whole image's.
 """
 
 from __future__ import annotations
 
-import itertools
-from pathlib import Path
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from srlib.errors import UsageError
-from srlib.hardware import autocast, configure_backends, resolve_precision, select_device
+from srlib.hardware import autocast
 
 
 def _positions(length: int, tile: int, overlap: int) -> list[int]:
@@ -46,13 +25,6 @@ def _positions(length: int, tile: int, overlap: int) -> list[int]:
     stride = tile - overlap
     starts = list(range(0, length - tile, stride))
     return starts + [length - tile]
-
-
-def _cores(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
-    """A partition of [0, length) into one interval per tile: the middle of each overlap."""
-    ends = [min(start + tile, length) for start in starts]
-    cuts = [0] + [(starts[i + 1] + ends[i]) // 2 for i in range(len(starts) - 1)] + [length]
-    return list(itertools.pairwise(cuts))
 
 
 def _ramp(length: int, ramp: int, fade_in: bool, fade_out: bool) -> Tensor:
@@ -74,138 +46,77 @@ def _ramp(length: int, ramp: int, fade_in: bool, fade_out: bool) -> Tensor:
     return weight
 
 
-def _attention_layers(model: nn.Module) -> list[nn.Module]:
-    # Any module with an `image_means` slot (srlib.model.SqueezeExcitation).
-    return [module for module in model.modules() if hasattr(module, "image_means")]
-
-
-def _forward_arguments(model, scale: int) -> dict:
-    # An SRNet can stop after the stage that makes `scale` (the pyramid's x2 needs one stage).
-    from srlib.model import SRNet
-
-    return {"scales": (scale,)} if isinstance(model, SRNet) else {}
-
-
-@torch.no_grad()
-def image_means(model, lr: Tensor, tile: int, overlap: int, scale: int | None = None
-                ) -> list[Tensor]:
-    """Each squeeze-excitation layer's input mean over the whole image, gathered tile by tile.
-
-    Every tile runs the back-projection flow; each SE layer sums its input over the tile's
-    share of a partition of the image (the middle of every overlap), so each LR pixel counts
-    once and pixels near tile edges count not at all.
-
-    Args:
-        model: an `SRNet`.
-        lr: (1, 3, h, w) float in [0, 1].
-        tile, overlap: the tiling `upscale` uses.
-        scale: the output `upscale` makes (only the stages it needs are run); None: all.
-
-    Returns:
-        One (1, C) float32 tensor per SE call, in call order.
-    """
-    height, width = lr.shape[-2:]
-    rows, columns = _positions(height, tile, overlap), _positions(width, tile, overlap)
-    row_cores, column_cores = _cores(rows, tile, height), _cores(columns, tile, width)
-    sums: list[Tensor] = []
-    window = {}
-
-    def accumulate(module, inputs):
-        (top, bottom), (left, right) = window["core"]
-        x = inputs[0][..., top:bottom, left:right]  # (1, C, tile core)
-        index = window["calls"]
-        window["calls"] += 1
-        part = x.float().sum(dim=(2, 3))  # (1, C)
-        if index == len(sums):
-            sums.append(part)
-        else:
-            sums[index] += part
-
-    hooks = [layer.register_forward_pre_hook(accumulate) for layer in _attention_layers(model)]
-    try:
-        for top, (core_top, core_bottom) in zip(rows, row_cores):
-            for left, (core_left, core_right) in zip(columns, column_cores):
-                window["calls"] = 0
-                window["core"] = ((core_top - top, core_bottom - top),
-                                  (core_left - left, core_right - left))
-                model.residual_flow(lr[..., top:top + tile, left:left + tile],
-                                    None if scale is None else (scale,))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return [total / (height * width) for total in sums]
+def check_tiling(tile: int | None, overlap: int) -> None:
+    """Raise UsageError unless `tile` (None or 0: no tiling) and `overlap` make sense."""
+    if tile is not None and tile < 0:
+        raise UsageError(f"tile must be 0 (no tiling) or positive, got {tile}")
+    if overlap < 0:
+        raise UsageError(f"overlap must be 0 or positive, got {overlap}")
+    if tile and overlap >= tile // 2:
+        raise UsageError(f"tile overlap {overlap} must be under half the tile side {tile}")
 
 
 @torch.no_grad()
-def upscale(model, lr: Tensor, scale: int, *, tile: int | None = None, overlap: int = 16,
-            dtype: torch.dtype = torch.float32, image_statistics: bool = False) -> Tensor:
-    """Super-resolve `lr` by `scale` with `model`.
+def upscale(model, lr_image: Tensor, scale: int, *, tile: int | None = None, overlap: int = 16,
+            dtype: torch.dtype = torch.float32) -> Tensor:
+    """Super-resolve `lr_image` by `scale` with `model`.
 
     Args:
-        model: an `SRNet` (any module returning {scale: image}) whose outputs include `scale`.
-        lr: (1, 3, h, w) float in [0, 1], on the model's device.
+        model: an `SRNet` (any module `model(x, scales=(scale,))` returning {scale: image}).
+        lr_image: (1, 3, h, w) float in [0, 1], on the model's device.
         scale: the output scale to return.
         tile: LR tile side; None or 0 runs the whole image at once.
-        overlap: LR pixels shared by neighbouring tiles (16 keeps a trained network within
-            0.2 8-bit levels of untiled inference; see the module docstring).
+        overlap: LR pixels shared by neighbouring tiles.
         dtype: autocast dtype (torch.float32: none).
-        image_statistics: when tiling, gate squeeze-excitation with means over the whole
-            image (one extra pass of the back-projection flow) instead of each tile's own.
 
     Returns:
         (1, 3, scale*h, scale*w) float32 in [0, 1] (clamped, not quantised).
     """
-    device = lr.device
-    arguments = _forward_arguments(model, scale)
+    device = lr_image.device
 
     def run(x: Tensor) -> Tensor:
         with autocast(device, dtype):
-            return model(x, **arguments)[scale].float().clamp_(0, 1)
+            return model(x, scales=(scale,))[scale].float().clamp_(0, 1)
 
-    height, width = lr.shape[-2:]
+    height, width = lr_image.shape[-2:]
     if not tile or (height <= tile and width <= tile):
-        return run(lr)
-    if overlap >= tile // 2:
-        raise UsageError(f"tile overlap {overlap} must be under half the tile side {tile}")
-    layers = _attention_layers(model) if image_statistics else []
-    calls = {"index": 0}
-    if layers:
-        with autocast(device, dtype):
-            means = image_means(model, lr, tile, overlap, scale)
-
-    def set_means(module, inputs):
-        module.image_means = means[calls["index"]].to(inputs[0].dtype)
-        calls["index"] += 1
-
-    hooks = [layer.register_forward_pre_hook(set_means) for layer in layers]
+        return run(lr_image)
+    check_tiling(tile, overlap)
     rows, columns = _positions(height, tile, overlap), _positions(width, tile, overlap)
     output = torch.zeros(1, 3, scale * height, scale * width, device=device)
     # The weights are separable (a row ramp times a column ramp), so their sum over all
     # tiles is the outer product of two 1-D sums: no full-size weight map is kept.
     total_y = torch.zeros(scale * height, device=device)
     total_x = torch.zeros(scale * width, device=device)
-    try:
-        for row_index, top in enumerate(rows):
-            bottom = min(top + tile, height)
-            weight_y = _ramp(scale * (bottom - top), scale * overlap, top > 0,
-                             bottom < height).to(device)
-            total_y[scale * top:scale * bottom] += weight_y
-            for left in columns:
-                right = min(left + tile, width)
-                weight_x = _ramp(scale * (right - left), scale * overlap, left > 0,
-                                 right < width).to(device)
-                if row_index == 0:
-                    total_x[scale * left:scale * right] += weight_x
-                calls["index"] = 0
-                patch = run(lr[..., top:bottom, left:right])  # (1, 3, t, t) -> (1, 3, st, st)
-                patch *= weight_y[:, None] * weight_x[None, :]
-                output[..., scale * top:scale * bottom, scale * left:scale * right] += patch
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for layer in layers:
-            layer.image_means = None
+    for row_index, top in enumerate(rows):
+        bottom = min(top + tile, height)
+        weight_y = _ramp(scale * (bottom - top), scale * overlap, top > 0,
+                         bottom < height).to(device)
+        total_y[scale * top:scale * bottom] += weight_y
+        for left in columns:
+            right = min(left + tile, width)
+            weight_x = _ramp(scale * (right - left), scale * overlap, left > 0,
+                             right < width).to(device)
+            if row_index == 0:
+                total_x[scale * left:scale * right] += weight_x
+            patch = run(lr_image[..., top:bottom, left:right])  # (1, 3, t, t) -> (1, 3, st, st)
+            patch *= weight_y[:, None] * weight_x[None, :]
+            output[..., scale * top:scale * bottom, scale * left:scale * right] += patch
     return output.div_(total_y[:, None] * total_x[None, :])
+
+
+def as_upscaler(model, device: str | torch.device | None = None, *, tile: int | None = None,
+                overlap: int = 16, dtype: torch.dtype = torch.float32):
+    """`model` as an upscaler for `srlib.evaluate`: (lr_image (1, 3, h, w), scale) ->
+    (1, 3, sh, sw) on the CPU, computed on `device` (default: where the model is)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(device).eval()
+
+    def upscaler(lr_image: Tensor, scale: int) -> Tensor:
+        return upscale(model, lr_image.to(device), scale, tile=tile, overlap=overlap,
+                       dtype=dtype).cpu()
+
+    return upscaler
 
 
 def configure_parser(parser) -> None:

@@ -1,21 +1,26 @@
-"""Training: a function that runs a config and returns a plain history a notebook can plot.
+"""Training: a frozen config, and a function that runs it and returns a plain history.
 
-    history = train(preset_config("quick"))
+    config = preset_config("small", max_steps=300)
+    history = train(config)
     plt.plot(history["step"], history["loss"])
 
-Checkpoints (`run_dir/last.pt`) hold everything a run needs to continue exactly where it
-stopped: weights, optimiser, schedule, the data sampler's random state and the history so far.
-Calling `train` again with the same config resumes; a run killed and resumed gives the same
-losses as an uninterrupted one.
+The loop, as chapter 3 writes it out in cells: draw a batch of paired patches, forward, the
+loss summed over every output scale, backward, an Adam step, the learning rate of the next
+step from `learning_rate`. Checkpoints (`run_dir/last.pt`) hold everything a run needs to
+continue exactly where it stopped; calling `train` again with the same config resumes. A run
+started with `init=CHECKPOINT` starts from that checkpoint's weights with a fresh optimiser and
+schedule, and records the checkpoint's lineage.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import platform
 import time
-import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,90 +28,163 @@ import torch
 from srlib import distributed
 from srlib.checkpoint import (
     atomic_write,
-    build_model,
     ensure_writable_folder,
     load_checkpoint,
+    resolve,
     save_checkpoint,
 )
-from srlib.config import PRESETS as TRAIN_PRESETS
-from srlib.config import TrainConfig, preset_config
 from srlib.data import PatchSampler, hr_paths, load_hr_images
 from srlib.errors import CheckpointError, TrainingError, UsageError
-from srlib.hardware import autocast, configure_backends, resolve_precision, select_device
+from srlib.hardware import (
+    autocast,
+    configure_backends,
+    describe_hardware,
+    resolve_precision,
+    select_device,
+)
 from srlib.losses import parse_loss, pyramid_loss
+from srlib.model import PRESETS as MODEL_PRESETS
+from srlib.model import Preset, build_model, preset_from_config
 
 CHECKPOINT_NAME = "last.pt"
 HISTORY_NAME = "history.json"
+LOG_NAME = "train.log"
 # What a checkpoint must hold to continue a run (a shipped, exported one holds less).
-RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "step", "history")
+RESUME_KEYS = ("optimizer", "scaler", "rng", "step", "history")
 # Fields that may change between a run and its resumption without changing its results.
 RESUMABLE_CHANGES = {"run_dir", "device", "max_steps", "epochs", "checkpoint_every",
                      "val_every", "val_data", "data_root"}
+SCHEDULES = ("step", "cosine")
 
 
-def _new_history() -> dict:
-    return {"step": [], "loss": [], "lr": [], "val": [], "train_seconds": 0.0, "patches": 0}
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. Defaults are the seed design's."""
+
+    model: Preset = MODEL_PRESETS["seed"]  # the network (see `srlib.model.Preset`)
+    # Loss: 'dssim', 'mse', 'l1', 'charbonnier' or a weighted sum such as '0.84*dssim+0.16*l1',
+    # summed over every output scale (LapSRN's multi-scale supervision).
+    loss: str = "dssim"
+    # Data: 'default' (photographs inside scikit-image), 'train291', 'div2k', or a folder.
+    data: str = "div2k"
+    data_root: str | None = None  # where 'div2k'/'train291' live; None: srlib.data.data_root()
+    val_data: str | None = None  # folder of HR validation images (e.g. Set5); None: none
+    patch_size: int = 64  # LR patch side; HR patches are scale times larger
+    batch_size: int = 16
+    patches_per_image: int = 16  # an epoch draws this many patches from every image
+    augment: bool = True  # random flips and 90-degree rotations
+    # Optimiser: Adam (Kingma & Ba 2015).
+    lr: float = 1e-4  # the learning rate
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    # Schedule: 'step' multiplies lr by lr_decay every lr_decay_epochs epochs (the seed's:
+    # x0.1 after 30); 'cosine' falls from lr to 0 over the run. Both after a linear warm-up.
+    schedule: str = "step"
+    warmup_steps: int = 0
+    lr_decay_epochs: int = 30
+    lr_decay: float = 0.1
+    epochs: int = 40
+    max_steps: int | None = None  # stop after this many optimiser steps (None: all epochs)
+    init: str | None = None  # start from this checkpoint's weights ('pretrained' or a path)
+    # Hardware: device 'auto' picks cuda, then mps, then cpu; precision 'auto' picks bf16
+    # autocast where the hardware has fast bf16, fp16 on older GPUs, else fp32.
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    # Output: checkpoints, history and log go to run_dir, every checkpoint_every steps.
+    run_dir: str = "runs/train"
+    checkpoint_every: int = 200
+    val_every: int | None = None  # steps between validations (None: every epoch) and at the end
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with `changes` applied (unknown names raise UsageError)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise UsageError(f"unknown config field(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """A config from `to_dict`'s output (or a checkpoint of srlib 0.1)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kept = {key: value for key, value in values.items() if key in names}
+        kept["model"] = preset_from_config(values)
+        if "betas" in kept:
+            kept["betas"] = tuple(kept["betas"])
+        if isinstance(kept.get("val_every"), int) and "preset" in values:
+            kept["val_every"] = None  # srlib 0.1 counted epochs
+        return cls(**kept)
 
 
-def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
-    current = config.to_dict()
-    differing = sorted(
-        key for key in current
-        if key not in RESUMABLE_CHANGES and _plain(saved.get(key)) != _plain(current[key])
-    )
-    if differing:
-        raise CheckpointError(
-            f"{path}: checkpoint was trained with a different config ({', '.join(differing)}); "
-            "use another run_dir, or resume=False to start over"
-        )
+PRESETS = {
+    # The seed design: 512/128 widths, x2 output, DIV2K, DSSIM, Adam 1e-4, x0.1 after 30 epochs.
+    "seed": TrainConfig(),
+    # The 12-block pyramid at narrow widths on the embedded photographs: minutes on a CPU.
+    "small": TrainConfig(
+        model=MODEL_PRESETS["small"], data="default", patch_size=24, batch_size=8,
+        patches_per_image=32, lr=1e-3, lr_decay_epochs=1000, epochs=1000, max_steps=300,
+        precision="auto", channels_last=True, checkpoint_every=100, run_dir="runs/small"),
+}
 
 
-def _plain(value):
-    return json.loads(json.dumps(value))
+def preset_config(name: str = "small", *, scale: int | None = None, **changes) -> TrainConfig:
+    """The named training preset with `changes` applied; `scale` narrows its network."""
+    if name not in PRESETS:
+        raise UsageError(f"unknown training preset {name!r}; choose from {', '.join(PRESETS)}")
+    config = PRESETS[name].replace(**changes)
+    if isinstance(config.model, str):
+        if config.model not in MODEL_PRESETS:
+            raise UsageError(f"unknown model {config.model!r}; choose from "
+                             f"{', '.join(MODEL_PRESETS)}")
+        config = config.replace(model=MODEL_PRESETS[config.model])
+    if scale is not None:
+        config = config.replace(model=config.model.for_scale(scale))
+    return config
 
 
-def validate(model, folder: str | Path, scales, device: torch.device) -> list[dict]:
-    """PSNR/SSIM (Y channel, published protocol) of `model` on the HR images in `folder`."""
-    from srlib.evaluate import evaluate
-    from srlib.infer import upscale
-
-    was_training = model.training
-    model.eval()
-    try:
-        rows = evaluate(lambda lr, scale: upscale(model, lr.to(device), scale).cpu(),
-                        {Path(folder).name: Path(folder)}, scales, method="model")
-    finally:
-        model.train(was_training)
-    return [{"scale": row["scale"], "psnr": row["psnr"], "ssim": row["ssim"]} for row in rows]
+def learning_rate(config: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """The learning rate of optimiser step `step` (0-based) of a run of `total_steps`."""
+    if config.schedule not in SCHEDULES:
+        raise UsageError(f"unknown schedule {config.schedule!r}; choose from {SCHEDULES}")
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.schedule == "cosine":
+        done = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+        return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+    return config.lr * config.lr_decay ** (step // steps_per_epoch // config.lr_decay_epochs)
 
 
-def training_step(forward, optimizer, scaler, loss_function, lr: torch.Tensor,
-                  targets: dict[int, torch.Tensor], device: torch.device, dtype: torch.dtype,
-                  channels_last: bool = False,
+def training_step(model, optimizer, scaler, loss_function, lr_image: torch.Tensor,
+                  targets: dict[int, torch.Tensor], device: torch.device,
+                  dtype: torch.dtype = torch.float32, channels_last: bool = False,
                   world: distributed.World | None = None) -> torch.Tensor:
     """One optimiser step on a batch; returns the loss (a detached scalar tensor).
 
-    Under DDP each process passes its slice of the global batch and gets back the loss of the
-    whole global batch (the mean of the slices' mean-reduced losses).
-
     Args:
-        forward: the model, or its compiled or DDP-wrapped version.
+        model: the network, or its compiled or DDP-wrapped version.
         optimizer, scaler: the optimiser and the `torch.amp.GradScaler` (disabled unless fp16).
         loss_function: (sr, hr) -> scalar, summed over the scales by `pyramid_loss`.
-        lr: (B, 3, p, p) float in [0, 1], any device.
+        lr_image: (B, 3, p, p) LR patches, float in [0, 1], any device.
         targets: {scale: (B, 3, s*p, s*p)} float in [0, 1].
         device, dtype: where to compute, and the autocast dtype (torch.float32: none).
         channels_last: feed the batch in channels_last (NHWC) memory format.
-        world: the DDP process group (None: one process).
+        world: the DDP process group (None: one process); each process passes its slice of
+            the global batch and gets back the loss of the whole global batch.
 
     Raises:
         TrainingError: the loss is NaN or Inf (no step is taken; every process raises).
     """
     memory = torch.channels_last if channels_last else torch.contiguous_format
-    lr = lr.to(device, memory_format=memory, non_blocking=True)
+    lr_image = lr_image.to(device, memory_format=memory, non_blocking=True)
     targets = {scale: hr.to(device, non_blocking=True) for scale, hr in targets.items()}
     with autocast(device, dtype):
-        outputs = forward(lr)
+        outputs = model(lr_image)
     outputs = {scale: image.float() for scale, image in outputs.items()}
     loss = pyramid_loss(loss_function, outputs, targets)
     # Every process checks the global loss, so all of them stop together.
@@ -120,20 +198,76 @@ def training_step(forward, optimizer, scaler, loss_function, lr: torch.Tensor,
     return global_loss
 
 
+def validate(model, folder: str | Path, scales, device: torch.device) -> list[dict]:
+    """PSNR/SSIM (Y channel, published protocol) of `model` on the HR images in `folder`."""
+    from srlib.evaluate import evaluate
+    from srlib.infer import as_upscaler
+
+    was_training = model.training
+    try:
+        rows = evaluate(as_upscaler(model, device), {Path(folder).name: Path(folder)}, scales,
+                        method="model")
+    finally:
+        model.train(was_training)
+    return [{"set": row["set"], "scale": row["scale"], "psnr": row["psnr"], "ssim": row["ssim"]}
+            for row in rows]
+
+
+class Progress:
+    """Plain-text progress lines (step, rate, ETA, loss) on stdout and in the run's log."""
+
+    def __init__(self, total: int, start: int, log: Path | None, enabled: bool):
+        self.total, self.start, self.log, self.enabled = total, start, log, enabled
+        self.started = time.perf_counter()
+        self.last_line = self.started
+        self.announced = False
+
+    def say(self, text: str) -> None:
+        if not self.enabled:
+            return
+        print(text, flush=True)
+        if self.log is not None:
+            with open(self.log, "a") as file:
+                file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+
+    def update(self, step: int, loss: float) -> None:
+        now = time.perf_counter()
+        done = step - self.start
+        rate = (now - self.started) / done  # seconds per step
+        left = rate * (self.total - step)
+        # After 10 steps (or 20 s): the expected time of the whole run, measured, not guessed.
+        if not self.announced and (done >= 10 or now - self.started > 20) and step < self.total:
+            self.announced = True
+            self.say(f"expected time: {_duration(left)} for the {self.total - step} steps left "
+                     f"({rate:.2f} s/step over the first {done})")
+        if now - self.last_line >= 30 or step == self.total or done == 1:
+            self.last_line = now
+            self.say(f"step {step}/{self.total}  {rate:.2f} s/step  ETA {_duration(left)}  "
+                     f"loss {loss:.4f}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
 def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
           stop_after: int | None = None) -> dict:
     """Train the network `config` describes and return its history.
 
     Args:
-        config: the run (see `srlib.config.TrainConfig`).
+        config: the run (see `TrainConfig`).
         resume: continue from `run_dir/last.pt` when it exists (its config must match).
-        progress: show a tqdm progress bar.
+        progress: print progress lines (and append them to `run_dir/train.log`).
         stop_after: stop (checkpointed) after this global step, as if killed there; for tests
             and for notebooks that train in slices.
 
     Returns:
-        {"step": [int], "loss": [float], "lr": [float], "val": [{"epoch", "step", "scale",
-        "psnr", "ssim"}], "train_seconds": float, "patches": int, "checkpoint": str}.
+        {"step": [int], "loss": [float], "lr": [float], "val": [{"step", "epoch", "set",
+        "scale", "psnr", "ssim"}], "train_seconds": float, "patches": int,
+        "hardware": {...}, "lineage": [stages before this one], "checkpoint": str}.
 
     Launched by torchrun (WORLD_SIZE > 1), every process runs this function with the same
     config and trains its share of each global batch under DDP (`srlib.distributed`); rank 0
@@ -141,7 +275,8 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
 
     Raises:
         TrainingError: the loss became NaN or Inf (the last good checkpoint is kept).
-        CheckpointError: the run folder holds a checkpoint of another config, or cannot be written.
+        CheckpointError: the run folder holds a checkpoint of another config, or cannot be
+            written, or `init` is not a usable checkpoint for this network.
         UsageError: the batch does not split evenly across the DDP processes.
     """
     world, device = distributed.setup(select_device(config.device))
@@ -154,8 +289,6 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
 
 def _train(config: TrainConfig, world: distributed.World, device: torch.device, *,
            resume: bool, progress: bool, stop_after: int | None) -> dict:
-    from tqdm.auto import tqdm
-
     if config.batch_size % world.size:
         raise UsageError(f"batch size {config.batch_size} does not split evenly across "
                          f"{world.size} processes")
@@ -164,25 +297,18 @@ def _train(config: TrainConfig, world: distributed.World, device: torch.device, 
     configure_backends(device)
     dtype = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)
-    model = build_model(config).to(device)
-    model.gradient_checkpointing = config.gradient_checkpointing
+    model = build_model(config.model).to(device)
+    model.set_gradient_checkpointing(config.gradient_checkpointing)
+    lineage = []
+    if config.init is not None:
+        lineage = _load_init(model, config.init)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_function = parse_loss(config.loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=tuple(config.betas),
                                  eps=config.eps)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_decay_epochs, config.lr_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    forward = model
-    if world.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        # Squeeze-excitation's 1x1 weights (used as matrices) get gradients in NCHW strides,
-        # which for a 1x1 kernel is the same memory as channels_last: nothing to fix.
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
-
-        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                          else None)
+    forward = distributed.wrap(model, world, device)
     forward = torch.compile(forward) if config.compile else forward
 
     generator = torch.Generator().manual_seed(config.seed)
@@ -194,9 +320,12 @@ def _train(config: TrainConfig, world: distributed.World, device: torch.device, 
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
+    val_every = config.val_every or steps_per_epoch
 
     checkpoint_path = run_dir / CHECKPOINT_NAME
-    history, step = _new_history(), 0
+    history = {"step": [], "loss": [], "lr": [], "val": [], "train_seconds": 0.0, "patches": 0,
+               "hardware": describe_hardware(device, dtype), "lineage": lineage}
+    step = 0
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         _check_resumable(state["config"], config, checkpoint_path)
@@ -206,19 +335,17 @@ def _train(config: TrainConfig, world: distributed.World, device: torch.device, 
                                   f"({', '.join(missing)}); cannot resume (use --no-resume)")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         generator.set_state(state["rng"]["sampler"])
         torch.set_rng_state(state["rng"]["torch"])
         history, step = state["history"], state["step"]
 
-    def checkpoint() -> None:
+    def save() -> None:
         if not world.is_main:
             return
         state = {
             "config": config.to_dict(), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "step": step, "epoch": step // steps_per_epoch,
+            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
             "rng": {"sampler": generator.get_state(), "torch": torch.get_rng_state()},
             "history": history,
         }
@@ -227,95 +354,89 @@ def _train(config: TrainConfig, world: distributed.World, device: torch.device, 
 
     model.train()
     last = total_steps if stop_after is None else min(total_steps, stop_after)
-    bar = tqdm(total=total_steps, initial=step, disable=not (progress and world.is_main),
-               desc="train", unit="step")
+    report = Progress(total_steps, step, run_dir / LOG_NAME if world.is_main else None,
+                      progress and world.is_main)
+    report.say(f"training {config.model.channels}-channel network, {total_steps} steps of "
+               f"{config.batch_size} x {config.patch_size}^2 patches on {device} "
+               f"({history['hardware']['precision']}); starting at step {step}")
     started = time.perf_counter()
     while step < last:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step, total_steps, steps_per_epoch)
         # The whole global batch, drawn identically by every process; each keeps its slice.
-        lr, targets = sampler.sample(config.batch_size)
-        lr = distributed.shard(lr, world)
+        lr_image, targets = sampler.sample(config.batch_size)
+        lr_image = distributed.shard(lr_image, world)
         targets = {scale: distributed.shard(hr, world) for scale, hr in targets.items()}
         try:
-            loss = training_step(forward, optimizer, scaler, loss_function, lr, targets, device,
-                                 dtype, config.channels_last, world)
+            loss = training_step(forward, optimizer, scaler, loss_function, lr_image, targets,
+                                 device, dtype, config.channels_last, world)
         except TrainingError as error:
-            bar.close()
-            kept = f"last good checkpoint {checkpoint_path} kept" if checkpoint_path.exists() \
-                else "no checkpoint written yet"
+            kept = (f"last good checkpoint {checkpoint_path} kept" if checkpoint_path.exists()
+                    else "no checkpoint written yet")
             raise TrainingError(f"step {step + 1}: {error}; stopped ({kept})") from None
         step += 1
         history["step"].append(step)
         history["loss"].append(loss.item())
         history["lr"].append(optimizer.param_groups[0]["lr"])
         history["patches"] += config.batch_size
-        bar.update(1)
-        bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
-        epoch_done = step % steps_per_epoch == 0
-        if epoch_done:
-            scheduler.step()
-        if config.val_data and world.is_main and (
-                step == total_steps
-                or (epoch_done and (step // steps_per_epoch) % config.val_every == 0)):
+        report.update(step, history["loss"][-1])
+        if config.val_data and world.is_main and (step == total_steps or step % val_every == 0):
             for row in validate(model, config.val_data, model.output_scales, device):
-                history["val"].append({"epoch": step / steps_per_epoch, "step": step, **row})
+                history["val"].append({"step": step, "epoch": step / steps_per_epoch, **row})
+            scores = ", ".join(f"x{row['scale']} {row['psnr']:.2f} dB"
+                               for row in history["val"] if row["step"] == step)
+            report.say(f"step {step}: validation on {Path(config.val_data).name}: {scores}")
         if step % config.checkpoint_every == 0 or step == last:
             history["train_seconds"] += time.perf_counter() - started
-            checkpoint()
+            save()
             distributed.barrier(world)  # nobody runs ahead of (or reads) a half-written file
             started = time.perf_counter()
-    bar.close()
     history["checkpoint"] = str(checkpoint_path)
     return history
 
 
-def configure_parser(parser) -> None:
-    parser.add_argument("--config", default="quick", choices=sorted(TRAIN_PRESETS),
-                        help="training preset to start from (default: quick)")
-    parser.add_argument("--preset", help="model preset (seed, pyramid, quick)")
-    parser.add_argument("--scale", type=int, help="train for this scale alone (2, 4, 8)")
-    parser.add_argument("--loss", help="dssim, mse, l1, charbonnier or a sum like dssim+0.5*l1")
-    parser.add_argument("--data", help="default, train291, div2k, or a folder of HR images")
-    parser.add_argument("--data-root", help="where train291 / div2k live")
-    parser.add_argument("--val-data", help="folder of HR validation images, e.g. Set5")
-    parser.add_argument("--steps", type=int, dest="max_steps", help="optimiser steps")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--patch-size", type=int, help="LR patch side")
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
-    parser.add_argument("--precision", help="auto, fp32, bf16, fp16")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--run-dir", help="where checkpoints and history go")
-    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    parser.add_argument("--no-resume", action="store_true",
-                        help="start over even if run-dir holds a checkpoint")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+def _load_init(model, init: str) -> list[dict]:
+    """Load the weights of checkpoint `init` into `model`; the lineage to record."""
+    state = load_checkpoint(init)
+    path = resolve(init)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: its weights do not fit this network "
+                              f"({str(error).splitlines()[0]})") from None
+    history = state.get("history", {})
+    stage = {"init_from": str(path), "steps": state.get("step"),
+             "patches": history.get("patches"), "train_seconds": history.get("train_seconds"),
+             "hardware": history.get("hardware"), "config": state["config"]}
+    return list(history.get("lineage", [])) + [stage]
 
 
-def run(args) -> int:
-    changes = {
-        name: getattr(args, name)
-        for name in ("preset", "scale", "loss", "data", "data_root", "val_data", "max_steps",
-                     "epochs", "batch_size", "patch_size", "lr", "device", "precision", "seed",
-                     "run_dir", "checkpoint_every")
-        if getattr(args, name) is not None
-    }
-    config = preset_config(args.config, **changes)
-    for name in ("batch_size", "patch_size", "max_steps", "epochs", "checkpoint_every"):
-        value = getattr(config, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    history = train(config, resume=not args.no_resume, progress=not args.no_progress)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0  # under torchrun, rank 0 reports
-    seconds = history["train_seconds"]
-    final = history["loss"][-1] if history["loss"] else math.nan
-    rate = history["patches"] / seconds if seconds else math.nan
-    print(f"trained {len(history['loss'])} steps ({history['patches']} patches, {rate:.1f} "
-          f"patches/s); final loss {final:.4f}; checkpoint {history['checkpoint']}")
-    if history["val"]:
-        last_step = history["val"][-1]["step"]
-        for row in history["val"]:
-            if row["step"] == last_step:
-                print(f"validation x{row['scale']}: {row['psnr']:.2f} dB / {row['ssim']:.4f}")
-    return 0
+def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
+    current = config.to_dict()
+    saved = TrainConfig.from_dict(saved).to_dict()
+    differing = sorted(key for key in current if key not in RESUMABLE_CHANGES
+                       and _plain(saved.get(key)) != _plain(current[key]))
+    if differing:
+        raise CheckpointError(
+            f"{path}: checkpoint was trained with a different config ({', '.join(differing)}); "
+            "use another run_dir, or resume=False to start over")
+
+
+def _plain(value):
+    return json.loads(json.dumps(value))
+
+
+def provenance(command: str, wall_seconds: float, device: torch.device | None = None,
+               dtype: torch.dtype = torch.float32) -> dict:
+    """What a results file records of the run that made it: command, commit, hardware, time."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {"command": command, "commit": commit, "wall_seconds": round(wall_seconds, 1),
+            "date": time.strftime("%Y-%m-%d"), "python": platform.python_version(),
+            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            **describe_hardware(device or torch.device("cpu"), dtype)}
