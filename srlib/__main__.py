@@ -1,5 +1,7 @@
+"""`python -m srlib ...`: the `srlib` command (`srlib.tools.cli`)."""
+
 import sys
 
-from srlib.cli import main
+from srlib.tools.cli import main
 
 sys.exit(main())

@@ -4,7 +4,7 @@ Wrong, missing or malformed arguments, an unknown preset, a scale no network can
 missing output folder or input path: exit 2. A file that cannot be used (image, checkpoint)
 or a checkpoint that cannot serve the asked scale: exit 1, naming the file.
 
-Most cases call `srlib.cli.main` in this process (fast); a few run the real
+Most cases call `srlib.tools.cli.main` in this process (fast); a few run the real
 `python -m srlib` in parallel subprocesses, where a stray warning or traceback would show.
 """
 
@@ -22,12 +22,13 @@ import pytest
 import torch
 from PIL import Image
 
-from srlib import cli
-from srlib.checkpoint import build_model, save_checkpoint
-from srlib.config import TrainConfig
+from srlib.checkpoint import save_checkpoint
+from srlib.model import PRESETS, build_model
+from srlib.tools import cli
+from srlib.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_MODEL = {"feature_width": 8, "channels": 8, "se_reduction": 4}
+TINY_MODEL = PRESETS["small"].for_scale(2).replace(feature_width=8, channels=8)
 BAD_IMAGES = {  # kind -> what the one-line error says
     "zero-byte": "empty file (0 bytes)",
     "truncated": "truncated",
@@ -92,11 +93,11 @@ def files(tmp_path_factory) -> dict[str, Path]:
         paths[f"data-{kind}"] = root / f"data-{kind}"
         (paths[f"data-{kind}"] / "Set").mkdir(parents=True)
         (paths[f"data-{kind}"] / "Set" / f"{kind}.png").write_bytes(data)
-    config = TrainConfig(preset="quick", scale=2, model_options=TINY_MODEL)
+    config = TrainConfig(model=TINY_MODEL)
     paths["x2.pt"] = save_checkpoint(root / "x2.pt", {"config": config.to_dict(),
-                                                      "model": build_model(config).state_dict()})
+                                                      "model": build_model(TINY_MODEL).state_dict()})
     paths["foreign.pt"] = root / "foreign.pt"
-    torch.save({"state_dict": build_model(config).state_dict()}, paths["foreign.pt"])
+    torch.save({"state_dict": build_model(TINY_MODEL).state_dict()}, paths["foreign.pt"])
     paths["marker"] = root / "code-ran"
     paths["evil.pt"] = root / "evil.pt"
     torch.save({"format": "srlib", "config": {}, "model": RunsCode(paths["marker"])},
@@ -156,7 +157,10 @@ USAGE_ERRORS = [
      "--overlap 16 must be under half of --tile 16"),
     (["upscale", "{good.png}", "{out}/a.png", "--checkpoint", "{x2.pt}", "--device", "tpu"],
      "unknown device 'tpu'"),
-    (["train", "--preset", "huge"], "unknown preset 'huge'"),
+    (["train", "--model", "huge"], "invalid choice: 'huge'"),
+    (["train", "--preset", "small"], "unrecognized arguments: --preset small"),
+    (["train", "--schedule", "linear"], "invalid choice: 'linear'"),
+    (["train", "--warmup-steps", "-1"], "--warmup-steps must not be negative"),
     (["train", "--scale", "3"], "scale 3"),
     (["train", "--config", "huge"], "invalid choice: 'huge'"),
     (["train", "--batch-size", "0"], "--batch-size must be at least 1"),
@@ -265,34 +269,35 @@ def test_upscale_with_a_good_checkpoint_works(files, capsys):
 # ---------------------------------------------------------------------------------------
 
 
-def test_a_subcommand_whose_module_is_absent_is_left_out(monkeypatch, capsys):
-    commands = {**cli.COMMANDS, "ghost": ("srlib.no_such_module", "not written yet")}
-    monkeypatch.setattr(cli, "COMMANDS", commands)
-    parser = cli.build_parser()
-    assert parser.parse_args(["download", "div2k"]).command == "download"
-    code, _, err = main(["ghost"], capsys)
-    assert_error(code, err, 2, "", "invalid choice: 'ghost'")
+def test_every_subcommand_has_help_and_arguments(capsys):
+    assert list(cli.SUBCOMMANDS) == list(cli.COMMANDS)
+    for name in cli.COMMANDS:
+        code, out, _ = main([name, "--help"], capsys)
+        assert code == 0 and f"usage: srlib {name}" in out
 
 
-def test_a_real_import_error_inside_a_subcommand_module_is_not_hidden(tmp_path, monkeypatch):
-    (tmp_path / "srlib_test_broken_command.py").write_text(
-        "import srlib_test_missing_dependency  # noqa\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(cli.COMMANDS, "broken", ("srlib_test_broken_command", "broken"))
-    with pytest.raises(ModuleNotFoundError) as error:
-        cli.build_parser()
-    assert error.value.name == "srlib_test_missing_dependency"
+def test_train_dry_run_prints_the_effective_config(capsys, tmp_path):
+    code, out, _ = main(["train", "--config", "small", "--model", "pyramid", "--scale", "4",
+                         "--steps", "7", "--schedule", "cosine", "--warmup-steps", "2",
+                         "--init", "pretrained", "--run-dir", tmp_path, "--dry-run"], capsys)
+    assert code == 0
+    config = out[:out.rindex("}") + 1]
+    import json
+
+    values = json.loads(config)
+    assert values["max_steps"] == 7 and values["schedule"] == "cosine"
+    assert values["warmup_steps"] == 2 and values["init"] == "pretrained"
+    assert values["model"]["channels"] == PRESETS["pyramid"].channels
+    assert max(values["model"]["output_scales"]) == 4
 
 
 def test_error_messages_with_line_breaks_still_print_as_one_line(monkeypatch, capsys):
-    from srlib import datasets
     from srlib.errors import DownloadError
 
     def fail(args):
         raise DownloadError("first line\nsecond line")
 
-    monkeypatch.setattr(datasets, "run", fail)
+    monkeypatch.setitem(cli.SUBCOMMANDS, "download", (cli.add_download, fail))
     code, _, err = main(["download", "div2k"], capsys)
     assert_error(code, err, 1, "download", "first line second line")
 
@@ -303,7 +308,7 @@ def test_error_messages_with_line_breaks_still_print_as_one_line(monkeypatch, ca
 
 SUBPROCESS_CASES = {
     # name: (argv with {names}, exit code, text stderr must contain; None: a success)
-    "unknown preset": (["train", "--preset", "huge"], 2, "unknown preset 'huge'"),
+    "unknown model": (["train", "--model", "huge"], 2, "invalid choice: 'huge'"),
     "zero-byte image": (["upscale", "{zero-byte}", "{out}/z.png", "--checkpoint", "{x2.pt}"],
                         1, "{zero-byte}: empty file"),
     "works": (["upscale", "{good.png}", "{out}/w.png", "--checkpoint", "{x2.pt}", "--scale", "2",
@@ -342,3 +347,24 @@ def test_python_m_srlib(files, subprocess_results, name):
 
 def test_a_successful_upscale_prints_nothing_on_stderr(subprocess_results):
     assert subprocess_results["works"].stderr == ""
+
+
+# ---------------------------------------------------------------------------------------
+# OMP_WAIT_POLICY: PASSIVE unless the user chose
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["train", "--dry-run"], ["bench", "--quick", "--dry-run"]])
+def test_the_command_runs_with_a_passive_wait_policy_unless_set(command):
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    argv = [sys.executable, "-m", "srlib", *command]
+    running = [subprocess.Popen(argv, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE),
+               subprocess.Popen(argv, cwd=REPO, env={**env, "OMP_WAIT_POLICY": "active"},
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)]
+    (default_out, default_err), (own_out, own_err) = (p.communicate(timeout=300) for p in running)
+    assert running[0].returncode == 0, default_err
+    assert running[1].returncode == 0, own_err
+    assert default_out.strip().endswith("OMP_WAIT_POLICY=PASSIVE")
+    assert own_out.strip().endswith("OMP_WAIT_POLICY=active")  # the user's value, kept

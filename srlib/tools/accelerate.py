@@ -1,19 +1,11 @@
-"""Convolution layers whose weight gradient takes the fast route on a CPU in channels_last.
+"""`accelerate(model)`: convolutions whose weight gradient takes a faster route on a CPU in
+channels_last, swapped into a model with one call.
 
-oneDNN (PyTorch's CPU convolution library) runs the forward pass and the input gradient of a
-convolution faster in channels_last (NHWC) than in NCHW, but its NHWC *weight* gradient is
-slow on CPUs without AVX-512. Weight gradient, batch 2, GFLOP/s of CPU time on one core of a
-2-core AVX2 EPYC (forward / input gradient in NHWC for comparison):
-
-| layer                                   | oneDNN NHWC | oneDNN NCHW | here | NHWC fwd / input grad |
-|-----------------------------------------|-------------|-------------|------|-----------------------|
-| conv 3x3 256->128 at 128x128            | 14          | 44          | 62   | 85 / 73               |
-| conv 3x3 128->128 at 128x128            | 16          | 52          | 54   | 85 / 78               |
-| conv-transpose 10x10/8 128->128, 16x16  | 11          | 27          | 44   | 64 / 71               |
-
-So these layers keep oneDNN for the forward pass and the input gradient and compute the
-weight gradient themselves, as a few large matrix products (BLAS runs those near the
-machine's peak):
+Why: oneDNN (PyTorch's CPU convolution library) runs the forward pass and the input gradient
+of a convolution fast in channels_last (NHWC), but its NHWC *weight* gradient was several times
+slower than its NCHW one on the 2-core AVX2 EPYC this was written on. These layers keep oneDNN
+for the forward pass and the input gradient and compute the weight gradient themselves, as a
+few large matrix products, which BLAS runs near the machine's peak:
 
 * the weight gradient of a convolution is a sum over kernel taps ``(ky, kx)`` of
   ``grad_out^T @ input_shifted(ky, kx)``; for a stride-1 convolution every shifted input is a
@@ -22,8 +14,10 @@ machine's peak):
 * with a stride, or for a transposed convolution, the tap's operand is a strided slice, copied
   once per tap (still cheap next to the product).
 
-Everything else (NCHW inputs, CUDA, autocast, inference) is the plain PyTorch layer, and the
-parameters are the same, so checkpoints do not see the difference.
+Everything else (NCHW inputs, CUDA, autocast, inference, fewer than `MIN_CHANNELS` channels)
+is the plain PyTorch layer, and the parameters are the same, so checkpoints do not see the
+difference. Whether it pays depends on the CPU: `srlib bench` measures the fast path with and
+without it on the machine at hand.
 """
 
 from __future__ import annotations
@@ -211,28 +205,6 @@ class Conv2d(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         return self._apply_weight(x, self.weight, self.bias)
 
-    def forward_part(self, x: Tensor, start: int, *, bias: bool) -> Tensor:
-        """The share of input channels [start, start + C) in this conv's output.
-
-        A conv is linear in its input channels, so its output on `torch.cat(inputs, dim=1)`
-        is the sum of these shares (with the bias in one of them); summing them never builds
-        or stores the concatenation.
-
-        Args:
-            x: (B, C, H, W), the input channels from `start` on.
-            start: the first input channel `x` stands for.
-            bias: add the bias (do it for exactly one share).
-
-        Returns:
-            (B, out_channels, H', W').
-        """
-        weight = self.weight[:, start:start + x.shape[1]]
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            # A channel slice of an NHWC weight is in neither format: oneDNN would then pick
-            # its NCHW kernel and convert the input (measured 2x slower at 1024x1024).
-            weight = weight.contiguous(memory_format=torch.channels_last)
-        return self._apply_weight(x, weight, self.bias if bias else None)
-
 
 class ConvTranspose2d(nn.ConvTranspose2d):
     """`nn.ConvTranspose2d` (same parameters and results) with the fast NHWC weight gradient."""
@@ -243,3 +215,21 @@ class ConvTranspose2d(nn.ConvTranspose2d):
             return _Convolution.apply(x, self.weight, self.bias, _pairs(self.stride),
                                       _pairs(self.padding), True)
         return super().forward(x, output_size)
+
+
+def accelerate(model: nn.Module) -> nn.Module:
+    """Swap every `nn.Conv2d` / `nn.ConvTranspose2d` of `model`, in place, for the versions
+    above; the parameters, buffers and state_dict keys stay the same.
+
+    Args:
+        model: any module (its own class is left alone unless it is one of the two layers).
+
+    Returns:
+        `model`, for chaining: `model = accelerate(SRNet(...))`.
+    """
+    for module in model.modules():
+        if type(module) is nn.Conv2d:
+            module.__class__ = Conv2d
+        elif type(module) is nn.ConvTranspose2d:
+            module.__class__ = ConvTranspose2d
+    return model

@@ -4,10 +4,11 @@
 
 For each model preset it reports the parameters, the FLOPs of one training step (counted by
 `torch.utils.flop_counter` over the model's forward and backward passes, not estimated), the
-step time of plain fp32 eager training (NCHW, no autocast, no compile) and of the fast path
-(`fast_path`: autocast in the fastest dtype the hardware has, channels_last, cuDNN autotuning
-on CUDA) measured in the same process, interleaved step by step so that a machine shared with
-other work slows both alike, their ratio (`speedup`), and `utilization`: the fast path's
+step time of plain fp32 eager training (NCHW, no autocast, no compile), of the fast path
+(`fast_path`: autocast in the fastest dtype the hardware has, channels_last, plain `torch.nn`
+layers) and of the fast path with `srlib.tools.accelerate.accelerate(model)`, measured in the
+same process, interleaved step by step so that a machine shared with other work slows all
+alike; each one's speedup over fp32 eager, and `utilization`: the fast path's
 achieved FLOP/s over the measured matrix-product peak of the dtype it computes in. Then tiled
 inference: seconds, milliseconds per output megapixel and peak memory for a 1024x1024 LR
 image at x2 and a 512x512 one at x4.
@@ -15,10 +16,8 @@ image at x2 and a 512x512 one at x4.
 Measurements run in one child process, whose OpenMP wait policy is set before PyTorch loads
 (the only time libgomp reads it), and whose peak memory is reset before each inference case.
 On a machine shared with other jobs the default policy (threads spin at every barrier) made
-small operations ~500x slower here (a 16-channel ReLU: 16 ms instead of 0.03 ms at a load of
-6 on 2 cores; a quick training step 15 s instead of 2.2 s); 'passive' (threads sleep) is the
-bench's default and is what this module recommends for training on a shared CPU:
-`OMP_WAIT_POLICY=PASSIVE srlib train ...`. The process-wide switches of
+small operations hundreds of times slower; 'passive' (threads sleep) is what the `srlib`
+command sets unless the user chose a policy. The process-wide switches of
 `srlib.hardware.configure_backends` (cuDNN autotuning; glibc keeping freed blocks) apply to
 both fp32 eager and the fast path: they are the environment, not the fast path.
 
@@ -27,7 +26,6 @@ Times are medians over repeats after warm-up steps; the load average is reported
 
 from __future__ import annotations
 
-import argparse
 import copy
 import ctypes
 import gc
@@ -45,7 +43,6 @@ import torch
 
 from srlib.errors import SrlibError, UsageError
 
-MODEL_PRESETS = ("seed", "pyramid", "quick")
 # The loss of the seed design; its cost is in the step time, not in the FLOP count.
 LOSS = "dssim"
 
@@ -66,18 +63,18 @@ class Plan:
 
 
 QUICK = Plan(
-    # quick: the `quick` training config's own batch and patch. The 128-channel presets at one
+    # small: the `small` training config's own batch and patch. The 128-channel presets at one
     # 16x16 patch: a 64x64 patch costs 16 times as much (214 GMAC forward for the seed).
-    train_sizes={"seed": (1, 16), "pyramid": (1, 16), "quick": (8, 24)},
+    train_sizes={"seed": (1, 16), "pyramid": (1, 16), "small": (8, 24)},
     warmup=1,
     repeats=3,
-    inference=(("quick", 2, 1024, 256, 16), ("quick", 4, 512, 256, 16)),
+    inference=(("small", 2, 1024, 256, 16), ("small", 4, 512, 256, 16)),
 )
 FULL = Plan(
-    train_sizes={"seed": (2, 32), "pyramid": (2, 32), "quick": (16, 32)},
+    train_sizes={"seed": (2, 32), "pyramid": (2, 32), "small": (16, 32)},
     warmup=2,
     repeats=5,
-    inference=(("quick", 2, 1024, 256, 16), ("quick", 4, 512, 256, 16),
+    inference=(("small", 2, 1024, 256, 16), ("small", 4, 512, 256, 16),
                ("pyramid", 2, 160, 96, 16), ("pyramid", 4, 160, 96, 16),
                ("seed", 2, 160, 96, 16)),
     inference_repeats=3,
@@ -167,10 +164,10 @@ def training_flops(preset: str, batch: int, patch: int) -> float:
     Counted by `FlopCounterMode` on the meta device (nothing computed): convolutions and
     matrix products, 2 FLOPs per multiply-accumulate. The loss and the optimiser are not in it.
     """
-    from srlib.model import SRNet, count_macs
+    from srlib.model import PRESETS, build_model, count_macs
 
     with torch.device("meta"):
-        model = SRNet.from_preset(preset)
+        model = build_model(PRESETS[preset])
     # FLOPs are linear in the batch: count one sample.
     return 2 * count_macs(model, patch, training=True) * batch
 
@@ -198,8 +195,9 @@ def _sample_batch(model, batch: int, patch: int, generator: torch.Generator):
 
 
 def bench_training(preset: str, batch: int, patch: int, *, device: torch.device, warmup: int,
-                   repeats: int, peak_probe=None) -> dict:
-    """Step times of fp32 eager and of the fast path for one preset, interleaved.
+                   repeats: int, peak_probe=None, accelerated: bool = True) -> dict:
+    """Step times of fp32 eager, the fast path and (with `accelerated`) the fast path with
+    `accelerate(model)`, for one preset, interleaved.
 
     Args:
         peak_probe: called after every round of steps, returning the matrix-product peak
@@ -207,24 +205,30 @@ def bench_training(preset: str, batch: int, patch: int, *, device: torch.device,
             steps with a peak measured under the same load; None: no probe.
 
     Returns:
-        {"preset", "batch", "patch", "params", "gflop_per_step", "data_ms", "fp32" and
-        "fast": {"step_s", "patches_per_s", "times", "gflops", "dtype", "channels_last"},
-        "speedup", "peak_gflops_samples"}.
+        {"preset", "batch", "patch", "params", "gflop_per_step", "data_ms", "fp32", "fast"
+        and "accelerated": {"step_s", "patches_per_s", "times", "gflops", "dtype",
+        "channels_last", "speedup" (fp32 step time / this one)}, "speedup" (the fast path's),
+        "peak_gflops_samples"}.
     """
     from srlib.hardware import resolve_precision
     from srlib.losses import parse_loss
-    from srlib.model import SRNet, count_parameters
+    from srlib.model import PRESETS, build_model, count_parameters
+    from srlib.tools.accelerate import accelerate
     from srlib.train import training_step
 
     loss_function = parse_loss(LOSS)
     settings = fast_path(device)
-    variants = {"fp32": (torch.float32, False),
-                "fast": (resolve_precision("auto", device), True)}
+    fast_dtype = resolve_precision("auto", device)
+    variants = {"fp32": (torch.float32, False, False), "fast": (fast_dtype, True, False)}
+    if accelerated:
+        variants["accelerated"] = (fast_dtype, True, True)
     steps, row = {}, {"preset": preset, "batch": batch, "patch": patch}
     lr = targets = None
-    for name, (dtype, channels_last) in variants.items():
+    for name, (dtype, channels_last, swap) in variants.items():
         torch.manual_seed(0)
-        model = SRNet.from_preset(preset).to(device)
+        model = build_model(PRESETS[preset]).to(device)
+        if swap:
+            model = accelerate(model)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         if lr is None:
@@ -260,9 +264,11 @@ def bench_training(preset: str, batch: int, patch: int, *, device: torch.device,
         median = statistics.median(times[name])
         row[name] = {"step_s": median, "patches_per_s": batch / median, "times": times[name],
                      "gflops": flops / median / 1e9}
-    row["fast"].update(settings)
-    row["fp32"].update({"dtype": "float32", "channels_last": False})
-    row["speedup"] = row["fp32"]["step_s"] / row["fast"]["step_s"]
+    for name in steps:
+        row[name].update(settings if name != "fp32" else
+                         {"dtype": "float32", "channels_last": False})
+        row[name]["speedup"] = row["fp32"]["step_s"] / row[name]["step_s"]
+    row["speedup"] = row["fast"]["speedup"]
     return row
 
 
@@ -275,14 +281,13 @@ def bench_inference(preset: str, scale: int, lr_side: int, tile: int, overlap: i
     """
     from srlib.hardware import resolve_precision
     from srlib.infer import upscale
-    from srlib.model import SRNet
+    from srlib.model import PRESETS, build_model
 
     torch.manual_seed(0)
     # The preset as `srlib train` builds it (its forward stops after the stage that makes
     # `scale`), or narrowed to `scale` when it has no such output (the seed's x4).
-    model = SRNet.from_preset(preset)
-    if scale not in model.output_scales:
-        model = SRNet.from_preset(preset, scale=scale)
+    spec = PRESETS[preset]
+    model = build_model(spec if scale in spec.output_scales else spec.for_scale(scale))
     model = model.to(device).eval()
     model = model.to(memory_format=torch.channels_last)
     dtype = resolve_precision("auto", device)
@@ -404,7 +409,8 @@ def _worker(task: dict) -> dict:
             batch, patch = plan["train_sizes"][preset]
             result["training"].append(bench_training(
                 preset, batch, patch, device=device, warmup=plan["warmup"],
-                repeats=plan["repeats"], peak_probe=peak_probe))
+                repeats=plan["repeats"], peak_probe=peak_probe,
+                accelerated=task.get("accelerated", True)))
         return result
     if kind == "inference":
         return bench_inference(*task["case"], device=device, repeats=task["repeats"])
@@ -414,7 +420,7 @@ def _worker(task: dict) -> dict:
 # ---------------------------------------------------------------- orchestration (parent side)
 
 def _child(task: dict, env: dict) -> dict:
-    command = [sys.executable, "-m", "srlib.bench", "--worker", json.dumps(task)]
+    command = [sys.executable, "-m", "srlib.tools.bench", "--worker", json.dumps(task)]
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -422,25 +428,29 @@ def _child(task: dict, env: dict) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run_bench(*, quick: bool = True, presets=MODEL_PRESETS, device: str = "auto",
+def run_bench(*, quick: bool = True, presets=None, device: str = "auto",
               threads: int | None = None, wait_policy: str = "passive",
-              plan: Plan | None = None, log=None) -> dict:
+              plan: Plan | None = None, accelerated: bool = True, log=None) -> dict:
     """Measure training and inference on this machine; returns the JSON-ready result.
 
     Args:
         quick: the small plan (under 2 minutes on a 2-core CPU) or the full one.
-        presets: model presets whose training to time.
+        presets: model presets whose training to time (None: all of `srlib.model.PRESETS`).
         device: 'auto', 'cpu', 'cuda', ...
         threads: intra-op threads in the children (None: PyTorch's default).
         wait_policy: OMP_WAIT_POLICY for the children ('passive', 'active' or 'inherit').
         plan: sizes to measure instead of QUICK / FULL (tests use tiny ones).
+        accelerated: also time the fast path with `srlib.tools.accelerate.accelerate`.
         log: called with a line after each measurement, or None.
     """
+    from srlib.model import PRESETS
+
     plan = plan or (QUICK if quick else FULL)
-    unknown = set(presets) - set(MODEL_PRESETS)
+    presets = list(PRESETS) if presets is None else presets
+    unknown = set(presets) - set(PRESETS)
     if unknown:
         raise UsageError(f"unknown preset(s) {', '.join(sorted(unknown))}; "
-                         f"choose from {', '.join(MODEL_PRESETS)}")
+                         f"choose from {', '.join(PRESETS)}")
     env = dict(os.environ)
     if wait_policy != "inherit":
         env["OMP_WAIT_POLICY"] = wait_policy.upper()
@@ -449,8 +459,8 @@ def run_bench(*, quick: bool = True, presets=MODEL_PRESETS, device: str = "auto"
     base = {"device": device, "threads": threads}
     # One child measures everything: its PyTorch starts with the wait policy set, and its
     # peak memory is reset before each inference case.
-    result = _child({**base, "kind": "all", "presets": list(presets), "plan": asdict(plan)},
-                    env)
+    result = _child({**base, "kind": "all", "presets": list(presets), "plan": asdict(plan),
+                     "accelerated": accelerated}, env)
     fast_dtype = None
     for row in result["training"]:
         fast_dtype = row["fast"]["dtype"]
@@ -461,8 +471,9 @@ def run_bench(*, quick: bool = True, presets=MODEL_PRESETS, device: str = "auto"
         if fast_dtype == "float32":
             row["utilization_fp32"] = row["fp32"]["gflops"] / row["peak_gflops"]
         if log:
-            log(f"trained {row['preset']}: fp32 {row['fp32']['step_s']:.2f} s/step, fast "
-                f"{row['fast']['step_s']:.2f} s/step")
+            log(f"trained {row['preset']}: " + ", ".join(
+                f"{name} {row[name]['step_s']:.2f} s/step"
+                for name in ("fp32", "fast", "accelerated") if name in row))
     for row in result["inference"]:
         if log:
             log(f"upscaled with {row['preset']} x{row['scale']}: {row['seconds']:.1f} s")
@@ -490,20 +501,22 @@ def format_report(result: dict) -> str:
          "/ peak"),
         "",
         ("| preset | params | batch x patch | GFLOP/step | fp32 eager s/step | fp32 patches/s "
-         "| fast s/step | fast patches/s | fast path | speedup | peak GFLOP/s | utilization "
-         "| data ms/batch |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+         "| fast s/step | fast patches/s | fast path | speedup | + accelerate s/step "
+         "| + accelerate speedup | peak GFLOP/s | utilization | data ms/batch |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["training"]:
         fast = row["fast"]
         path = f"{fast['dtype']}{', channels_last' if fast['channels_last'] else ''}"
         utilization = f"{row['utilization']:.2f}"
+        accelerated = (f"{row['accelerated']['step_s']:.3f} | {row['accelerated']['speedup']:.2f}"
+                       if "accelerated" in row else "- | -")
         lines.append(
             f"| {row['preset']} | {row['params'] / 1e6:.2f} M | {row['batch']} x "
             f"{row['patch']}^2 | {row['gflop_per_step']:.1f} | {row['fp32']['step_s']:.3f} | "
             f"{row['fp32']['patches_per_s']:.2f} | {fast['step_s']:.3f} | "
             f"{fast['patches_per_s']:.2f} | {path} | {row['speedup']:.2f} | "
-            f"{row['peak_gflops']:.0f} | {utilization} | {row['data_ms']:.0f} |")
+            f"{accelerated} | {row['peak_gflops']:.0f} | {utilization} | {row['data_ms']:.0f} |")
     lines += [
         "",
         ("| inference | scale | LR image | tile / overlap | seconds | ms per output MP "
@@ -519,35 +532,8 @@ def format_report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes, one inference run: under 2 minutes on a 2-core CPU")
-    parser.add_argument("--json", type=Path, help="also write the full result to this file")
-    parser.add_argument("--presets", nargs="+", default=list(MODEL_PRESETS),
-                        help=f"model presets to time (default: {' '.join(MODEL_PRESETS)})")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--threads", type=int, help="intra-op threads (default: PyTorch's)")
-    parser.add_argument("--omp-wait-policy", default="passive",
-                        choices=("passive", "active", "inherit"),
-                        help="OpenMP wait policy of the measuring processes (default: passive)")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.json is not None and not args.json.resolve().parent.is_dir():
-        raise UsageError(f"{args.json.parent}: output folder does not exist")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    result = run_bench(quick=args.quick, presets=args.presets, device=args.device,
-                       threads=args.threads, wait_policy=args.omp_wait_policy,
-                       log=lambda line: print(line, file=sys.stderr, flush=True))
-    print(format_report(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
-
-
 if __name__ == "__main__":
-    # A measuring child: `python -m srlib.bench --worker TASK_JSON`, result JSON on stdout.
+    # A measuring child: `python -m srlib.tools.bench --worker TASK_JSON`, result JSON on stdout.
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         print(json.dumps(_worker(json.loads(sys.argv[2]))))
     else:

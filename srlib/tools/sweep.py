@@ -3,26 +3,30 @@
     srlib sweep notebooks/03_training.md --grid loss=mse,dssim,l1,charbonnier \\
         -p steps 150 --output-dir runs/ablation --jobs 2
 
-runs the training notebook four times (`srlib.notebook.run_notebook`), each in its own folder
-``<output-dir>/<name>=<value>[,<name>=<value>...]/`` with the executed notebook, its files and
-its ``metrics.json``, and writes the table of every run's grid values and metrics as
-``sweep.json``, ``sweep.csv`` and ``sweep.md`` in ``<output-dir>``. The ablation chapter reads it.
+runs the training notebook four times (`srlib.tools.notebook.run_notebook`), each in its own
+folder ``<output-dir>/<name>=<value>[,<name>=<value>...]/`` with the executed notebook, its
+files, its ``metrics.json`` and its ``run.log``, and writes the table of every run's grid values
+and metrics as ``sweep.json``, ``sweep.csv`` and ``sweep.md`` in ``<output-dir>``. The ablation
+chapter reads it.
+
+Progress is plain text, on the terminal and in ``<output-dir>/sweep.log``: which run starts and
+ends (and how long it took), and each run's own progress lines prefixed by its name.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 import json
 import os
+import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
 from srlib.errors import SrlibError, UsageError
-from srlib.notebook import add_run_arguments, parameters_from, parse_value, run_notebook
+from srlib.tools.notebook import parse_value, run_notebook
 
 TABLE_NAME = "sweep"
 
@@ -56,10 +60,17 @@ def run_name(point: dict) -> str:
     return ",".join(f"{name}={value}" for name, value in point.items())
 
 
-def _run_point(notebook: str, point: dict, parameters: dict, folder: str, options: dict) -> dict:
+def _run_point(notebook: str, point: dict, parameters: dict, folder: str, options: dict,
+               echo: Callable[[str], None] | None) -> dict:
     """One run of a sweep; never raises, so one failure does not stop the others."""
+    name = run_name(point)
+
+    def prefixed(line: str) -> None:
+        echo(f"{name} {line}")
+
     try:
-        result = run_notebook(notebook, {**parameters, **point}, folder, **options)
+        result = run_notebook(notebook, {**parameters, **point}, folder, **options,
+                              echo=prefixed if echo is not None else None)
     except Exception as error:  # noqa: BLE001 (a dead kernel too: record it, go on)
         known = isinstance(error, SrlibError)
         message = str(error) if known else f"{type(error).__name__}: {error}"
@@ -79,7 +90,7 @@ def sweep(
     jobs: int = 1,
     kernel_name: str | None = None,
     timeout: float | None = None,
-    log: Callable[[str], None] | None = print,
+    echo: Callable[[str], None] | None = print,
 ) -> list[dict]:
     """Run `notebook` at every point of `grid` and tabulate what each run measured.
 
@@ -90,8 +101,10 @@ def sweep(
         parameters: values shared by every run (the same budget and seed for all).
         output_dir: the sweep's folder; each run gets a sub-folder named by `run_name`.
         jobs: runs executed at once, each in its own process and kernel.
-        kernel_name, timeout: as `srlib.notebook.run_notebook`.
-        log: called with one line per finished run, or None.
+        kernel_name, timeout: as `srlib.tools.notebook.run_notebook`.
+        echo: called with every progress line (runs starting and ending, and each run's own
+            lines prefixed by its name); they also go to ``output_dir/sweep.log``. None: the
+            log files only.
 
     Returns:
         One row per point, in grid order: the point's values, the run's scalar metrics,
@@ -114,20 +127,37 @@ def sweep(
     notebook = str(Path(notebook).resolve())
     options = {"kernel_name": kernel_name, "timeout": timeout}
     points = grid_points(grid)
-    calls = [(notebook, point, parameters, str(output_dir / run_name(point)), options)
+    sweep_log = output_dir / "sweep.log"
+    sweep_log.write_text("")
+    started = time.perf_counter()
+
+    def say(line: str) -> None:
+        line = f"[{time.perf_counter() - started:6.0f} s] {line}"
+        with open(sweep_log, "a") as file:
+            file.write(line + "\n")
+        if echo is not None:
+            echo(line)
+
+    # Each run's own lines reach the terminal (not sweep.log: they are in its run.log).
+    calls = [(notebook, point, parameters, str(output_dir / run_name(point)), options, echo)
              for point in points]
     rows: list[dict] = [{} for _ in points]
+    say(f"{len(points)} runs of {notebook}, {jobs} at a time, fixed parameters {parameters}")
     if jobs == 1:
         for index, call in enumerate(calls):
+            say(f"run {index + 1}/{len(calls)} started: {run_name(points[index])}")
             rows[index] = _run_point(*call)
-            _log_row(log, rows[index])
+            _log_row(say, rows[index], index, len(calls))
     else:
         # spawn, not fork: the caller (a notebook kernel) may hold torch's OpenMP threads.
         with ProcessPoolExecutor(min(jobs, len(calls)), mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(_run_point, *call): index for index, call in enumerate(calls)}
-            for future, index in futures.items():
+            say(f"runs started: {', '.join(run_name(point) for point in points[:jobs])}"
+                + (" (the others as these end)" if len(points) > jobs else ""))
+            for future in as_completed(futures):
+                index = futures[future]
                 rows[index] = future.result()
-                _log_row(log, rows[index])
+                _log_row(say, rows[index], index, len(calls))
     write_table(rows, output_dir)
     failed = [run_name({name: row[name] for name in grid}) for row in rows if "error" in row]
     if failed:
@@ -136,10 +166,9 @@ def sweep(
     return rows
 
 
-def _log_row(log, row: dict) -> None:
-    if log is not None:
-        status = f"failed: {row['error']}" if "error" in row else f"done in {row['seconds']} s"
-        log(f"{Path(row['output_dir']).name}: {status}")
+def _log_row(say, row: dict, index: int, total: int) -> None:
+    status = f"failed: {row['error']}" if "error" in row else f"done in {row['seconds']} s"
+    say(f"run {index + 1}/{total} {Path(row['output_dir']).name}: {status}")
 
 
 def _columns(rows: list[dict]) -> list[str]:
@@ -185,21 +214,3 @@ def load_table(output_dir: str | os.PathLike) -> list[dict]:
         raise UsageError(f"{path}: no sweep table (run `srlib sweep ... --output-dir "
                          f"{output_dir}` first)")
     return json.loads(path.read_text())
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `srlib sweep`."""
-    parser.add_argument("notebook", type=Path, help="jupytext .md or .ipynb notebook")
-    parser.add_argument("--grid", action="append", required=True, metavar="NAME=V1,V2",
-                        help="a parameter and its values (repeatable: the runs are the product)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
-    add_run_arguments(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    output_dir = args.output_dir or Path("runs") / "sweep" / args.notebook.stem
-    rows = sweep(args.notebook, parse_grid(args.grid), parameters_from(args.parameter),
-                 output_dir, jobs=args.jobs, kernel_name=args.kernel, timeout=args.timeout)
-    print(format_markdown(rows))
-    print(f"\ntable -> {Path(output_dir) / (TABLE_NAME + '.md')} (and .csv, .json)")
-    return 0

@@ -1,0 +1,13 @@
+"""srlib's tooling: what the `srlib` command runs, apart from the core the chapters import.
+
+- `srlib.tools.cli`: the `srlib` command (train, upscale, evaluate, download, bench, notebook,
+  sweep), all its arguments in one module.
+- `srlib.tools.download`: fetching the benchmark sets, DIV2K and the 291 training images.
+- `srlib.tools.bench`: training and inference speed on this machine.
+- `srlib.tools.accelerate`: `accelerate(model)`, opt-in CPU convolutions, kept while the
+  bench shows they pay.
+- `srlib.tools.notebook`, `srlib.tools.sweep`: chapters as parameterised programs.
+
+The tools import the core (`srlib.*`); the core never imports the tools. Nothing is imported
+here, so `import srlib.tools.download` loads only what downloading needs.
+"""
