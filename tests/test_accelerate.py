@@ -1,10 +1,10 @@
-"""The layout-aware convolutions: PyTorch's numbers, with the weight gradient done by BLAS."""
+"""accelerate(model): PyTorch's numbers, with the weight gradient done by BLAS."""
 
 import pytest
 import torch
 from torch import nn
 
-from srlib.layers import MIN_CHANNELS, Conv2d, ConvTranspose2d
+from srlib.tools.accelerate import MIN_CHANNELS, Conv2d, ConvTranspose2d, accelerate
 
 CHANNELS = MIN_CHANNELS  # the smallest width that takes the fast route
 
@@ -54,7 +54,7 @@ def test_other_cases_take_pytorchs_own_route():
 
 
 def test_weight_gradient_is_accumulated_over_batch_chunks(monkeypatch):
-    from srlib import layers
+    from srlib.tools import accelerate as layers
 
     torch.manual_seed(0)
     x = torch.randn(5, CHANNELS, 8, 8).contiguous(memory_format=torch.channels_last)
@@ -63,3 +63,22 @@ def test_weight_gradient_is_accumulated_over_batch_chunks(monkeypatch):
     monkeypatch.setattr(layers, "_CHUNK_BYTES", 1)  # one sample per chunk
     chunked = layers.conv_weight_grad(grad, x, (3, 3), (1, 1), (1, 1))
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-4)
+
+
+def test_accelerate_swaps_layers_in_place_keeping_the_state_dict():
+    from srlib.model import PRESETS, build_model
+
+    torch.manual_seed(0)
+    model = build_model(PRESETS["small"])
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    assert accelerate(model) is model
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert convs and all(type(m) in (Conv2d, ConvTranspose2d) for m in convs)
+    after = model.state_dict()
+    assert list(after) == list(before)
+    assert all(torch.equal(after[key], before[key]) for key in before)
+    x = torch.rand(1, 3, 8, 8)
+    reference = build_model(PRESETS["small"])
+    reference.load_state_dict(before)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[2], reference(x)[2])

@@ -6,31 +6,31 @@ import statistics
 import pytest
 import torch
 
-from srlib.bench import Plan, format_report, matmul_peak, run_bench, training_flops
 from srlib.errors import UsageError
-from srlib.model import SRNet, count_macs
+from srlib.model import PRESETS, build_model, count_macs
+from srlib.tools.bench import Plan, format_report, matmul_peak, run_bench, training_flops
 
-TOY = Plan(train_sizes={"quick": (2, 8)}, warmup=1, repeats=2,
-           inference=(("quick", 2, 40, 24, 4),), max_matrix=128)
+TOY = Plan(train_sizes={"small": (2, 8)}, warmup=1, repeats=2,
+           inference=(("small", 2, 40, 24, 4),), max_matrix=128)
 
 
 @pytest.fixture(scope="module")
 def result():
     # Through the child processes, as `srlib bench` runs; toy sizes, no timing asserted.
-    return run_bench(presets=["quick"], plan=TOY)
+    return run_bench(presets=["small"], plan=TOY)
 
 
 def test_training_rows_are_consistent(result):
     assert result["peak_gflops"]["float32"] > 0 and result["peak_gflops"]["bfloat16"] > 0
     (row,) = result["training"]
-    assert row["preset"] == "quick" and row["batch"] == 2 and row["patch"] == 8
-    assert row["params"] == sum(p.numel() for p in SRNet.from_preset("quick").parameters())
+    assert row["preset"] == "small" and row["batch"] == 2 and row["patch"] == 8
+    assert row["params"] == sum(p.numel() for p in build_model(PRESETS["small"]).parameters())
     # FLOPs are counted: forward + backward of one sample, times the batch, 2 per MAC.
     with torch.device("meta"):
-        model = SRNet.from_preset("quick")
+        model = build_model(PRESETS["small"])
     macs = count_macs(model, 8, training=True)
     assert row["gflop_per_step"] == pytest.approx(2 * macs * 2 / 1e9)
-    for name in ("fp32", "fast"):
+    for name in ("fp32", "fast", "accelerated"):
         variant = row[name]
         assert len(variant["times"]) == TOY.repeats and variant["step_s"] > 0
         assert variant["patches_per_s"] == pytest.approx(2 / variant["step_s"])
@@ -38,6 +38,9 @@ def test_training_rows_are_consistent(result):
     assert row["fp32"]["dtype"] == "float32" and not row["fp32"]["channels_last"]
     assert row["fast"]["channels_last"]
     assert row["speedup"] == pytest.approx(row["fp32"]["step_s"] / row["fast"]["step_s"])
+    assert row["accelerated"]["speedup"] == pytest.approx(
+        row["fp32"]["step_s"] / row["accelerated"]["step_s"])
+    assert row["accelerated"]["channels_last"]
     # Utilization: against the fast dtype's matmul peak measured between this row's steps.
     assert len(row["peak_gflops_samples"]) == TOY.repeats
     assert row["peak_gflops"] == pytest.approx(statistics.median(row["peak_gflops_samples"]))
@@ -47,7 +50,7 @@ def test_training_rows_are_consistent(result):
 
 def test_inference_rows_are_consistent(result):
     (row,) = result["inference"]
-    assert (row["preset"], row["scale"], row["lr_side"], row["tile"]) == ("quick", 2, 40, 24)
+    assert (row["preset"], row["scale"], row["lr_side"], row["tile"]) == ("small", 2, 40, 24)
     assert row["output_megapixels"] == pytest.approx(80 * 80 / 1e6)
     assert row["ms_per_output_mp"] == pytest.approx(1000 * row["seconds"] / (80 * 80 / 1e6))
     assert row["peak_memory_mib"] >= row["added_memory_mib"] >= 0
@@ -56,15 +59,15 @@ def test_inference_rows_are_consistent(result):
 
 def test_report_and_json(result, tmp_path):
     table = format_report(result)
-    assert "| quick |" in table and "speedup" in table and "ms per output MP" in table
+    assert "| small |" in table and "speedup" in table and "ms per output MP" in table
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(result))
-    assert json.loads(path.read_text())["training"][0]["preset"] == "quick"
+    assert json.loads(path.read_text())["training"][0]["preset"] == "small"
     assert result["omp_wait_policy"] == "PASSIVE" and result["seconds"] > 0
 
 
 def test_flops_scale_with_the_batch_and_peak_is_positive():
-    assert training_flops("quick", 4, 8) == pytest.approx(4 * training_flops("quick", 1, 8))
+    assert training_flops("small", 4, 8) == pytest.approx(4 * training_flops("small", 1, 8))
     assert matmul_peak(torch.device("cpu"), torch.float32, repeats=1, max_side=64) > 0
 
 

@@ -1,5 +1,5 @@
-"""Data sources (srlib.datasets), the downloader and the archive extractor (srlib.download),
-against a local HTTP server.
+"""`srlib download` (srlib.tools.download): the downloaders, the archive extractor and the
+data sets, against a local HTTP server.
 
 No test reaches the internet: `server` is an http.server on 127.0.0.1 (port 0) serving
 archives the tests build, with HTTP Range support and modes that cut a transfer short,
@@ -8,7 +8,6 @@ ignore Range, or answer with an error status.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import re
@@ -22,23 +21,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srlib import datasets, download
-from srlib.datasets import (
+from srlib.data import COMPLETE_MARKER, benchmark_dir, div2k_dir, train291_dirs
+from srlib.errors import DownloadError, UsageError
+from srlib.imageio import list_images
+from srlib.tools import cli, download
+from srlib.tools.download import (
     DIV2K_ARCHIVES,
     Archive,
-    benchmark_dir,
-    data_root,
-    default_images,
-    div2k_dir,
+    RemoteImage,
     download_benchmarks,
     download_div2k,
-    train291_dirs,
+    download_file,
+    download_train291,
+    extract_archive,
+    is_complete,
+    pixels_sha256,
+    train291_files,
 )
-from srlib.download import COMPLETE_MARKER, download_file, extract_archive, is_complete
-from srlib.errors import DownloadError, UsageError
-from srlib.imageio import list_images, load_image
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 # ---------------------------------------------------------------------------------------
@@ -585,108 +586,8 @@ def test_download_benchmarks_checks_counts_and_names(server, tmp_path):
         download_benchmarks(tmp_path, ["Set6"], archive=archive, progress=False)
 
 
-# ---------------------------------------------------------------------------------------
-# Finding data
-# ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def no_default_data(tmp_path, monkeypatch):
-    """Data root and shared folder pointing at empty places."""
-    monkeypatch.setenv("SRLIB_DATA", str(tmp_path / "env_root"))
-    monkeypatch.setattr(datasets, "SHARED_DIR", tmp_path / "no_shared")
-    return tmp_path
-
-
-def make_image_folder(folder: Path, count: int = 2) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        (folder / f"{i}.png").write_bytes(tiny_png(i))
-    return folder
-
-
-def test_data_root_order(tmp_path, monkeypatch):
-    monkeypatch.delenv("SRLIB_DATA", raising=False)
-    assert data_root() == Path("~/.cache/srlib").expanduser()
-    monkeypatch.setenv("SRLIB_DATA", str(tmp_path / "env"))
-    assert data_root() == tmp_path / "env"
-    assert data_root(tmp_path / "arg") == tmp_path / "arg"
-
-
-def test_benchmark_dir_search_order(no_default_data, monkeypatch):
-    tmp_path = no_default_data
-    explicit = make_image_folder(tmp_path / "mydata" / "Set5")
-    assert benchmark_dir("Set5", tmp_path / "mydata") == explicit
-    edsr = make_image_folder(tmp_path / "edsr" / "benchmarks" / "B100" / "HR")
-    assert benchmark_dir("BSD100", tmp_path / "edsr") == edsr
-    env = make_image_folder(tmp_path / "env_root" / "benchmarks" / "Urban100")
-    assert benchmark_dir("urban100") == env
-    shared = make_image_folder(tmp_path / "no_shared" / "benchmarks" / "Set14")
-    assert benchmark_dir("Set14") == shared
-    # An explicit root is searched alone: no silent fallback to the shared copy.
-    with pytest.raises(UsageError) as error:
-        benchmark_dir("Set14", tmp_path / "mydata")
-    message = str(error.value)
-    assert str(tmp_path / "mydata" / "Set14") in message
-    assert "srlib download benchmarks --sets Set14" in message and "\n" not in message
-
-
-def test_benchmark_dir_ignores_folders_without_images(no_default_data):
-    (no_default_data / "env_root" / "benchmarks" / "Set5").mkdir(parents=True)
-    with pytest.raises(UsageError, match="not found"):
-        benchmark_dir("Set5")
-
-
-def test_benchmark_dir_finds_the_shared_sets():
-    if not (SHARED / "benchmarks" / "Set5").is_dir():
-        pytest.skip(f"{SHARED / 'benchmarks'} not present")
-    folder = benchmark_dir("Set5", SHARED / "benchmarks")
-    assert len(list_images(folder)) == 5
-
-
-def test_div2k_dir_errors(no_default_data):
-    with pytest.raises(UsageError, match="srlib download div2k"):
-        div2k_dir(None, "train")
-    with pytest.raises(UsageError, match="unknown DIV2K split"):
-        div2k_dir(None, "test")
-
-
-def test_div2k_dir_accepts_a_user_copy_with_the_right_count(tmp_path):
-    make_image_folder(tmp_path / "DIV2K_valid_HR", 100)
-    assert div2k_dir(tmp_path, "valid") == tmp_path / "DIV2K_valid_HR"
-
-
-def test_train291_dirs(no_default_data):
-    tmp_path = no_default_data
-    with pytest.raises(UsageError, match="T91/ and BSD200/"):
-        train291_dirs()
-    make_image_folder(tmp_path / "mine" / "T91")
-    make_image_folder(tmp_path / "mine" / "BSD200")
-    assert train291_dirs(tmp_path / "mine") == [
-        tmp_path / "mine" / "T91",
-        tmp_path / "mine" / "BSD200",
-    ]
-
-
-def test_train291_dirs_finds_the_shared_copy(monkeypatch, tmp_path):
-    if not (SHARED / "train" / "T91").is_dir():
-        pytest.skip(f"{SHARED / 'train'} not present")
-    monkeypatch.setenv("SRLIB_DATA", str(tmp_path))
-    t91, bsd200 = train291_dirs()
-    assert len(list_images(t91)) == 91 and len(list_images(bsd200)) == 200
-
-
-def test_default_images_are_natural_colour_photographs():
-    paths = default_images()
-    assert [p.name for p in paths] == list(datasets.DEFAULT_IMAGE_NAMES)
-    for path in paths:
-        image = load_image(path, grey="keep")
-        assert image.ndim == 3 and min(image.shape[:2]) >= 256
-        assert not np.array_equal(image[:, :, 0], image[:, :, 1])  # really colour
-
-
 def test_recorded_archive_facts_are_well_formed():
-    for entry in (*DIV2K_ARCHIVES.values(), datasets.BENCHMARK_ARCHIVE):
+    for entry in (*DIV2K_ARCHIVES.values(), download.BENCHMARK_ARCHIVE):
         assert entry.url.startswith("https://")
         assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
     assert DIV2K_ARCHIVES["train"].size == 3_530_603_713
@@ -694,45 +595,146 @@ def test_recorded_archive_facts_are_well_formed():
 
 
 # ---------------------------------------------------------------------------------------
+# The 291 training images
+# ---------------------------------------------------------------------------------------
+
+
+def test_the_train291_table_lists_291_checked_images():
+    files = train291_files()
+    assert len(files) == 291
+    t91 = [entry for entry in files if entry.path.startswith("T91/")]
+    bsd200 = [entry for entry in files if entry.path.startswith("BSD200/")]
+    assert len(t91) == 91 and len(bsd200) == 200
+    assert all(entry.url.endswith(".bmp") and re.fullmatch(r"[0-9a-f]{64}", entry.pixels_sha256)
+               and entry.sha256 is None for entry in t91)
+    assert all(entry.url.endswith(".png") and re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
+               and entry.size > 0 for entry in bsd200)
+    assert all("d382bc30d41c94ac72f8cb148d61cc4864b3b380" in entry.url for entry in files)
+
+
+def test_the_train291_table_matches_the_shared_copy():
+    if not (SHARED / "train" / "T91").is_dir():
+        pytest.skip(f"{SHARED / 'train'} not present")
+    for entry in train291_files()[::29]:  # a sample: every image would take a while
+        path = SHARED / "train" / entry.path
+        if entry.sha256:
+            assert sha256(path.read_bytes()) == entry.sha256
+        else:
+            assert pixels_sha256(path) == (entry.pixels_sha256, entry.width, entry.height)
+
+
+def bmp(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(seed).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="BMP")
+    return buffer.getvalue()
+
+
+def fake_train291(server: LocalServer, tmp_path: Path, **modes) -> list[RemoteImage]:
+    """A three-file table: two T91 BMPs (checked by pixels) and one BSD200 PNG (by bytes)."""
+    entries = []
+    for index, name in enumerate(["t1", "t2"]):
+        data = bmp(index)
+        source = tmp_path / f"{name}.bmp"
+        source.write_bytes(data)
+        digest, width, height = pixels_sha256(source)
+        url = server.add(f"yang91/{name}.bmp", data, **modes.get(name, {}))
+        entries.append(RemoteImage(f"T91/{name}.png", url, None, None, width, height, digest))
+    png = tiny_png(7)
+    url = server.add("bsd200/100075.png", png, **modes.get("100075", {}))
+    entries.append(RemoteImage("BSD200/100075.png", url, len(png), sha256(png)))
+    return entries
+
+
+def test_download_train291_checks_converts_and_places(server, tmp_path):
+    files = fake_train291(server, tmp_path)
+    folders = download_train291(tmp_path / "data", files=files, progress=False)
+    train = tmp_path / "data" / "train"
+    assert folders == {"T91": train / "T91", "BSD200": train / "BSD200"}
+    assert sorted(p.name for p in list_images(train / "T91")) == ["t1.png", "t2.png"]
+    assert Image.open(train / "T91" / "t1.png").format == "PNG"
+    assert pixels_sha256(train / "T91" / "t1.png")[0] == files[0].pixels_sha256  # lossless
+    assert (train / "BSD200" / "100075.png").read_bytes() == tiny_png(7)
+    assert is_complete(train / "T91") and is_complete(train / "BSD200")
+    assert sorted(p.name for p in train.iterdir()) == ["BSD200", "T91"]  # no cache left
+    assert train291_dirs(tmp_path / "data") == [train / "T91", train / "BSD200"]
+    count = len(server.requests)
+    download_train291(tmp_path / "data", files=files, progress=False)
+    assert len(server.requests) == count  # complete: nothing fetched again
+
+
+def test_download_train291_refuses_wrong_pixels_and_wrong_bytes(server, tmp_path):
+    files = fake_train291(server, tmp_path)
+    wrong_pixels = [files[0], RemoteImage(**{**files[1].__dict__, "pixels_sha256": "0" * 64}),
+                    files[2]]
+    with pytest.raises(DownloadError, match="pixel SHA-256 mismatch") as error:
+        download_train291(tmp_path / "a", files=wrong_pixels, progress=False)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "a" / "train" / "T91").exists()
+    wrong_bytes = [files[2].__class__(**{**files[2].__dict__, "sha256": "0" * 64})]
+    with pytest.raises(DownloadError, match="SHA-256 mismatch"):
+        download_train291(tmp_path / "b", files=wrong_bytes, progress=False)
+    assert not (tmp_path / "b" / "train" / "BSD200").exists()
+
+
+def test_download_train291_resumes_where_it_stopped(server, tmp_path):
+    files = fake_train291(server, tmp_path, t2={"status": 503})
+    with pytest.raises(DownloadError, match="HTTP 503"):
+        download_train291(tmp_path, files=files, progress=False)
+    assert not (tmp_path / "train" / "T91").exists()
+    server.httpd.modes["yang91/t2.bmp"] = {}  # the server is back
+    server.requests.clear()
+    download_train291(tmp_path, files=files, progress=False)
+    fetched = [name for name, _ in server.requests]
+    assert "yang91/t1.bmp" not in fetched and "yang91/t2.bmp" in fetched  # t1 was kept
+    assert len(list_images(tmp_path / "train" / "T91")) == 2
+
+
+# ---------------------------------------------------------------------------------------
 # srlib download
 # ---------------------------------------------------------------------------------------
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    datasets.configure_parser(parser)
-    return parser.parse_args(argv)
-
-
 def test_cli_downloads_div2k(server, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(datasets, "DIV2K_ARCHIVES", local_div2k(server, div2k_valid_zip()))
-    code = datasets.run(
-        parse(["div2k", "--root", str(tmp_path), "--splits", "valid", "--no-progress"])
-    )
+    monkeypatch.setattr(download, "DIV2K_ARCHIVES", local_div2k(server, div2k_valid_zip()))
+    code = cli.main(["download", "div2k", "--root", str(tmp_path), "--splits", "valid",
+                     "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
     assert "valid:" in out and "(100 images)" in out
     assert is_complete(tmp_path / "DIV2K" / "DIV2K_valid_HR")
 
 
-def test_cli_rejects_mixed_options(tmp_path):
-    with pytest.raises(UsageError, match="--sets"):
-        datasets.run(parse(["div2k", "--root", str(tmp_path), "--sets", "Set5"]))
-    with pytest.raises(UsageError, match="--splits"):
-        datasets.run(parse(["benchmarks", "--root", str(tmp_path), "--splits", "valid"]))
+def test_cli_downloads_benchmarks_and_train291(server, tmp_path, monkeypatch, capsys):
+    data = edsr_like_tar()
+    monkeypatch.setattr(download, "BENCHMARK_ARCHIVE",
+                        Archive(server.add("benchmark.tar", data), len(data), sha256(data)))
+    monkeypatch.setattr(download.download_benchmarks, "__kwdefaults__",
+                        {**download.download_benchmarks.__kwdefaults__,
+                         "archive": download.BENCHMARK_ARCHIVE})
+    assert cli.main(["download", "benchmarks", "--root", str(tmp_path), "--sets", "Set5",
+                     "--no-progress"]) == 0
+    assert "Set5:" in capsys.readouterr().out
+    files = fake_train291(server, tmp_path)
+    monkeypatch.setattr(download, "train291_files", lambda: files)
+    assert cli.main(["download", "train291", "--root", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "T91:" in out and "(2 images)" in out and "BSD200:" in out
+
+
+def test_cli_rejects_mixed_options(tmp_path, capsys):
+    assert cli.main(["download", "div2k", "--root", str(tmp_path), "--sets", "Set5"]) == 2
+    assert "--sets belongs to" in capsys.readouterr().err
+    assert cli.main(["download", "train291", "--root", str(tmp_path), "--splits", "valid"]) == 2
+    assert "--splits belongs to" in capsys.readouterr().err
 
 
 def test_cli_failure_is_one_line_without_traceback(server, tmp_path, monkeypatch, capsys):
-    from srlib import cli
-
-    # Only the download subcommand: the others' modules may not exist yet.
-    monkeypatch.setattr(cli, "COMMANDS", {"download": cli.COMMANDS["download"]})
     data = div2k_valid_zip()
     bad = {"valid": Archive(server.add("v.zip", data), len(data), "0" * 64)}
-    monkeypatch.setattr(datasets, "DIV2K_ARCHIVES", bad)
+    monkeypatch.setattr(download, "DIV2K_ARCHIVES", bad)
     argv = ["download", "div2k", "--root", str(tmp_path), "--splits", "valid", "--no-progress"]
     code = cli.main(argv)
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("\n") == 1 and "SHA-256 mismatch" in err and "Traceback" not in err
-    assert cli.main(["download", "div2k", "--root", str(tmp_path), "--sets", "Set5"]) == 2

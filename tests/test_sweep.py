@@ -13,10 +13,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from srlib.cli import main
 from srlib.errors import UsageError
-from srlib.notebook import check_executed, parse_value, run_notebook, to_ipynb
-from srlib.sweep import grid_points, load_table, parse_grid, run_name, sweep
+from srlib.tools.cli import main
+from srlib.tools.notebook import check_executed, parse_value, run_notebook, to_ipynb
+from srlib.tools.sweep import grid_points, load_table, parse_grid, run_name, sweep
 
 TINY = """\
 ---
@@ -114,7 +114,7 @@ def test_check_flags_a_notebook_that_never_ran(tiny, tmp_path):
 
 def test_sweep_runs_the_grid_in_parallel_and_writes_one_table(tiny, tmp_path):
     rows = sweep(tiny, {"factor": [1, 2]}, {"label": "same"}, tmp_path / "sweep", jobs=2,
-                 log=None)
+                 echo=None)
     assert [row["product"] for row in rows] == [21, 42]
     assert all(row["label"] == "same" for row in rows)
     assert "nested" not in rows[0]  # only scalar metrics go in the table
@@ -131,13 +131,23 @@ def test_command_line(tiny, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["notebook", "run", str(tiny), "-p", "factor", "5", "--output-dir", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["product"] == 105
+    # Plain-text progress on the terminal and in run.log: the effective parameters, the
+    # cells, and what the kernel printed.
+    printed = capsys.readouterr().out
+    log = (out / "run.log").read_text()
+    for text in (printed, log):
+        assert "factor=5 (given)" in text and 'label="plain" (default)' in text
+        assert "cell 4/4 started" in text and "  105" in text
     assert main(["notebook", "check", str(out)]) == 0
     assert main(["notebook", "check", str(tmp_path / "missing")]) == 2
     # A failing cell fails its run, and the sweep after the other runs' table is written.
     code = main(["sweep", str(tiny), "--grid", "fail=false,true", "-p", "factor", "1",
                  "--output-dir", str(tmp_path / "s")])
     assert code == 1
-    assert "1 of 2 runs failed (fail=True)" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "1 of 2 runs failed (fail=True)" in captured.err
+    assert "run 1/2 started: fail=False" in captured.out and "fail=False [" in captured.out
+    assert "run 2/2 fail=True: failed" in (tmp_path / "s" / "sweep.log").read_text()
     rows = load_table(tmp_path / "s")
     assert rows[0]["product"] == 21
     # Cells are counted as a reader counts them: code cells only (papermill's injected

@@ -518,11 +518,11 @@ def main(argv: list[str] | None = None) -> int:
         args._parser.error(f"unrecognized arguments: {' '.join(extras)}")
     try:
         return int(args._run(args) or 0)
-    except UsageError as error:
-        args._parser.error(str(error))
     except SrlibError as error:
         message = " ".join(str(error).splitlines())  # one line whatever the message holds
-        print(f"srlib {args.command}: error: {message}", file=sys.stderr)
+        if isinstance(error, UsageError):
+            message += f" (see {args._parser.prog} --help)"
+        print(f"{args._parser.prog}: error: {message}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print(f"srlib {args.command}: interrupted", file=sys.stderr)

@@ -152,7 +152,7 @@ def run_notebook(
             parameters.setdefault(OUTPUT_DIR_PARAMETER, str(output_dir))
         # A metrics file left by an earlier run must not pass for this run's.
         metrics_path.unlink(missing_ok=True)
-        progress = _Progress(output_dir / RUN_LOG, echo, _count_code_cells(source) + 1)
+        progress = _Progress(output_dir / RUN_LOG, echo, _count_cells(source) + 1)
         progress.line(f"running {notebook} -> {executed}")
         progress.line("parameters: " + ", ".join(
             [f"{name}={value!r} (given)" for name, value in parameters.items()]
@@ -231,10 +231,10 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60:d}:{seconds % 60:02d}"
 
 
-def _count_code_cells(ipynb: Path) -> int:
+def _count_cells(ipynb: Path) -> int:
     import nbformat
 
-    return sum(cell.cell_type == "code" for cell in nbformat.read(ipynb, as_version=4).cells)
+    return len(nbformat.read(ipynb, as_version=4).cells)  # papermill numbers all cells
 
 
 @contextlib.contextmanager
