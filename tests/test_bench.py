@@ -40,7 +40,11 @@ def test_training_rows_are_consistent(result):
     assert row["speedup"] == pytest.approx(row["fp32"]["step_s"] / row["fast"]["step_s"])
     assert row["accelerated"]["speedup"] == pytest.approx(
         row["fp32"]["step_s"] / row["accelerated"]["step_s"])
-    assert row["accelerated"]["channels_last"]
+    assert row["accelerated"]["channels_last"] and row["accelerated"]["accelerate"]
+    if row["fast"]["dtype"] != "float32":  # where accelerate acts: fp32 channels_last
+        plain, swapped = row["fp32_channels_last"], row["fp32_channels_last_accelerated"]
+        assert plain["dtype"] == swapped["dtype"] == "float32"
+        assert swapped["accelerate"] and not plain["accelerate"]
     # Utilization: against the fast dtype's matmul peak measured between this row's steps.
     assert len(row["peak_gflops_samples"]) == TOY.repeats
     assert row["peak_gflops"] == pytest.approx(statistics.median(row["peak_gflops_samples"]))
@@ -60,6 +64,7 @@ def test_inference_rows_are_consistent(result):
 def test_report_and_json(result, tmp_path):
     table = format_report(result)
     assert "| small |" in table and "speedup" in table and "ms per output MP" in table
+    assert "| small | fast path + accelerate |" in table
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(result))
     assert json.loads(path.read_text())["training"][0]["preset"] == "small"

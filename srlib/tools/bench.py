@@ -13,6 +13,10 @@ achieved FLOP/s over the measured matrix-product peak of the dtype it computes i
 inference: seconds, milliseconds per output megapixel and peak memory for a 1024x1024 LR
 image at x2 and a 512x512 one at x4.
 
+`accelerate` only changes fp32 channels_last training (its route is off under autocast), so
+where the fast path computes in bf16 the bench also times fp32 channels_last with and without
+it: the variant a CPU without native bf16 trains in.
+
 Measurements run in one child process, whose OpenMP wait policy is set before PyTorch loads
 (the only time libgomp reads it), and whose peak memory is reset before each inference case.
 On a machine shared with other jobs the default policy (threads spin at every barrier) made
@@ -45,6 +49,13 @@ from srlib.errors import SrlibError, UsageError
 
 # The loss of the seed design; its cost is in the step time, not in the FLOP count.
 LOSS = "dssim"
+VARIANTS = {  # training variants -> how the report names them
+    "fp32": "fp32 eager (NCHW)",
+    "fast": "fast path",
+    "accelerated": "fast path + accelerate",
+    "fp32_channels_last": "fp32 channels_last",
+    "fp32_channels_last_accelerated": "fp32 channels_last + accelerate",
+}
 
 
 @dataclass(frozen=True)
@@ -222,6 +233,9 @@ def bench_training(preset: str, batch: int, patch: int, *, device: torch.device,
     variants = {"fp32": (torch.float32, False, False), "fast": (fast_dtype, True, False)}
     if accelerated:
         variants["accelerated"] = (fast_dtype, True, True)
+        if fast_dtype != torch.float32:  # where accelerate acts: fp32, channels_last
+            variants["fp32_channels_last"] = (torch.float32, True, False)
+            variants["fp32_channels_last_accelerated"] = (torch.float32, True, True)
     steps, row = {}, {"preset": preset, "batch": batch, "patch": patch}
     lr = targets = None
     for name, (dtype, channels_last, swap) in variants.items():
@@ -264,10 +278,11 @@ def bench_training(preset: str, batch: int, patch: int, *, device: torch.device,
         median = statistics.median(times[name])
         row[name] = {"step_s": median, "patches_per_s": batch / median, "times": times[name],
                      "gflops": flops / median / 1e9}
-    for name in steps:
-        row[name].update(settings if name != "fp32" else
-                         {"dtype": "float32", "channels_last": False})
+    for name, (dtype, channels_last, swap) in variants.items():
+        row[name].update({"dtype": str(dtype).removeprefix("torch."),
+                          "channels_last": channels_last, "accelerate": swap})
         row[name]["speedup"] = row["fp32"]["step_s"] / row[name]["step_s"]
+    row["fast"].update(settings)
     row["speedup"] = row["fast"]["speedup"]
     return row
 
@@ -472,8 +487,7 @@ def run_bench(*, quick: bool = True, presets=None, device: str = "auto",
             row["utilization_fp32"] = row["fp32"]["gflops"] / row["peak_gflops"]
         if log:
             log(f"trained {row['preset']}: " + ", ".join(
-                f"{name} {row[name]['step_s']:.2f} s/step"
-                for name in ("fp32", "fast", "accelerated") if name in row))
+                f"{name} {row[name]['step_s']:.2f} s/step" for name in VARIANTS if name in row))
     for row in result["inference"]:
         if log:
             log(f"upscaled with {row['preset']} x{row['scale']}: {row['seconds']:.1f} s")
@@ -488,7 +502,8 @@ def run_bench(*, quick: bool = True, presets=None, device: str = "auto",
 
 
 def format_report(result: dict) -> str:
-    """The bench result as Markdown: a header and two tables."""
+    """The bench result as Markdown: a header and three tables (presets, training variants,
+    inference)."""
     device = result["device"]
     peaks = ", ".join(f"{name} {value:.1f}" for name, value in result["peak_gflops"].items())
     lines = [
@@ -501,22 +516,29 @@ def format_report(result: dict) -> str:
          "/ peak"),
         "",
         ("| preset | params | batch x patch | GFLOP/step | fp32 eager s/step | fp32 patches/s "
-         "| fast s/step | fast patches/s | fast path | speedup | + accelerate s/step "
-         "| + accelerate speedup | peak GFLOP/s | utilization | data ms/batch |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+         "| fast s/step | fast patches/s | fast path | speedup | peak GFLOP/s | utilization "
+         "| data ms/batch |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["training"]:
         fast = row["fast"]
         path = f"{fast['dtype']}{', channels_last' if fast['channels_last'] else ''}"
         utilization = f"{row['utilization']:.2f}"
-        accelerated = (f"{row['accelerated']['step_s']:.3f} | {row['accelerated']['speedup']:.2f}"
-                       if "accelerated" in row else "- | -")
         lines.append(
             f"| {row['preset']} | {row['params'] / 1e6:.2f} M | {row['batch']} x "
             f"{row['patch']}^2 | {row['gflop_per_step']:.1f} | {row['fp32']['step_s']:.3f} | "
             f"{row['fp32']['patches_per_s']:.2f} | {fast['step_s']:.3f} | "
             f"{fast['patches_per_s']:.2f} | {path} | {row['speedup']:.2f} | "
-            f"{accelerated} | {row['peak_gflops']:.0f} | {utilization} | {row['data_ms']:.0f} |")
+            f"{row['peak_gflops']:.0f} | {utilization} | {row['data_ms']:.0f} |")
+    lines += ["", "| preset | training variant | dtype | s/step | patches/s | speedup over fp32 eager |",
+              "|---|---|---|---|---|---|"]
+    for row in result["training"]:
+        for name, label in VARIANTS.items():
+            if name in row:
+                variant = row[name]
+                lines.append(f"| {row['preset']} | {label} | {variant['dtype']} | "
+                             f"{variant['step_s']:.3f} | {variant['patches_per_s']:.2f} | "
+                             f"{variant['speedup']:.2f} |")
     lines += [
         "",
         ("| inference | scale | LR image | tile / overlap | seconds | ms per output MP "
