@@ -35,6 +35,7 @@ from torch import Tensor
 from srlib.errors import SrlibError, UsageError
 from srlib.imageio import list_images, load_image, save_image
 from srlib.metrics import SSIM_PADDINGS, psnr, ssim
+from srlib.model import check_scale
 from srlib.resize import degrade, imresize, modcrop, quantize
 
 __all__ = [
@@ -68,13 +69,13 @@ def bicubic_upscaler(lr: Tensor, scale: int) -> Tensor:
     return imresize(lr.to(torch.float64), float(scale))
 
 
-def _protocol(scale: int, y_channel: bool, ssim_padding: str, grey_as: str) -> dict:
-    return {"y_channel": y_channel, "shave": scale, "ssim": ssim_padding, "grey": grey_as}
+def _protocol(shave: int, y_channel: bool, ssim_padding: str, grey_as: str) -> dict:
+    return {"y_channel": y_channel, "shave": shave, "ssim": ssim_padding, "grey": grey_as}
 
 
 def _score_image(
     hr_uint8: np.ndarray, upscaler: Upscaler, scale: int, *,
-    y_channel: bool, ssim_padding: str, grey_as: str, name: str,
+    y_channel: bool, ssim_padding: str, grey_as: str, name: str, shave: int,
 ) -> tuple[float, float, Tensor]:
     """PSNR, SSIM and the rounded output (3, H, W) of one HR image at one scale."""
     is_grey = hr_uint8.ndim == 2
@@ -98,8 +99,8 @@ def _score_image(
         hr_scored, use_y = hr[:, :1], False
     else:
         sr_scored, hr_scored, use_y = sr, hr, y_channel
-    value_psnr = psnr(sr_scored, hr_scored, shave=scale, y_channel=use_y)
-    value_ssim = ssim(sr_scored, hr_scored, shave=scale, y_channel=use_y, padding=ssim_padding)
+    value_psnr = psnr(sr_scored, hr_scored, shave=shave, y_channel=use_y)
+    value_ssim = ssim(sr_scored, hr_scored, shave=shave, y_channel=use_y, padding=ssim_padding)
     return float(value_psnr), float(value_ssim), sr[0]
 
 
@@ -112,6 +113,7 @@ def evaluate(
     y_channel: bool = True,
     ssim_padding: str = "valid",
     grey_as: str = "grey",
+    shave: int | None = None,
     save_images: Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[dict]:
@@ -127,6 +129,7 @@ def evaluate(
         y_channel: score MATLAB rgb2ycbcr's Y (True, the literature) or RGB (False).
         ssim_padding: "valid" (Wang's ssim_index) or "replicate" (MATLAB's ssim()).
         grey_as: how single-channel HR images are scored: "grey" or "ycbcr" (module doc).
+        shave: border pixels left out of the scores; None: `scale` (the literature's).
         save_images: folder to write outputs as `<set>/x<scale>/<name>.png`, or None.
         log: called with one line per finished (set, scale), or None for silence.
 
@@ -139,7 +142,7 @@ def evaluate(
         raise UsageError(f"SSIM padding must be one of {SSIM_PADDINGS}, got {ssim_padding!r}")
     if grey_as not in GREY_TREATMENTS:
         raise UsageError(f"grey treatment must be one of {GREY_TREATMENTS}, got {grey_as!r}")
-    scales = [_check_scale(scale) for scale in scales]
+    scales = [check_scale(scale, network=False) for scale in scales]
     images = {}  # set name -> [(path, uint8 image)], read once for all scales
     for set_name, folder in sets.items():
         paths = list_images(folder)
@@ -155,6 +158,7 @@ def evaluate(
                 value_psnr, value_ssim, sr = _score_image(
                     hr_uint8, upscaler, scale, y_channel=y_channel,
                     ssim_padding=ssim_padding, grey_as=grey_as, name=str(path),
+                    shave=scale if shave is None else shave,
                 )
                 per_image.append({"name": path.name, "psnr": value_psnr, "ssim": value_ssim})
                 if save_images is not None:
@@ -170,7 +174,8 @@ def evaluate(
                 "ssim": float(np.mean([image["ssim"] for image in per_image])),
                 "n": len(per_image),
                 "images": per_image,
-                "protocol": _protocol(scale, y_channel, ssim_padding, grey_as),
+                "protocol": _protocol(scale if shave is None else shave, y_channel,
+                                      ssim_padding, grey_as),
             }
             rows.append(row)
             if log is not None:

@@ -91,7 +91,7 @@ def describe_hardware(device: torch.device, dtype: torch.dtype = torch.float32) 
     """What a measurement ran on, for results files: device, CPU model, threads, precision."""
     description = {"device": str(device), "cpu": cpu_name(), "cpu_features": cpu_features(),
                    "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-                   "precision": str(dtype).replace("torch.", ""), "torch": torch.__version__}
+                   "precision": str(dtype).replace("torch.", ""), "torch": str(torch.__version__)}
     if device.type == "cuda":
         description["gpu"] = torch.cuda.get_device_name(device)
     return description

@@ -35,13 +35,16 @@ from srlib.errors import UsageError
 from srlib.resize import imresize
 
 
-def check_scale(scale) -> int:
-    """`scale` as an int if an srlib network can have it (a power of two, at least 2).
+def check_scale(scale, *, network: bool = True) -> int:
+    """`scale` as an int if it is an upscaling factor: an integer >= 2, and for a network
+    (`network=True`) a power of two, the only factors srlib networks are built for.
 
     Raises:
-        UsageError: any other value (e.g. 3 or 1).
+        UsageError: any other value (e.g. 1, 2.5, or 3 for a network).
     """
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2 or scale & (scale - 1):
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2:
+        raise UsageError(f"unsupported scale {scale!r}: an integer factor of at least 2")
+    if network and scale & (scale - 1):
         raise UsageError(f"unsupported scale {scale!r}: srlib networks upscale by a power of "
                          "two (2, 4, 8)")
     return scale

@@ -381,11 +381,13 @@ def _train(config: TrainConfig, world: distributed.World, device: torch.device, 
         history["patches"] += config.batch_size
         report.update(step, history["loss"][-1])
         if config.val_data and world.is_main and (step == total_steps or step % val_every == 0):
+            validation_started = time.perf_counter()
             for row in validate(model, config.val_data, model.output_scales, device):
                 history["val"].append({"step": step, "epoch": step / steps_per_epoch, **row})
             scores = ", ".join(f"x{row['scale']} {row['psnr']:.2f} dB"
                                for row in history["val"] if row["step"] == step)
             report.say(f"step {step}: validation on {Path(config.val_data).name}: {scores}")
+            started += time.perf_counter() - validation_started  # train_seconds: training only
         if step % config.checkpoint_every == 0 or step == last:
             history["train_seconds"] += time.perf_counter() - started
             save()
