@@ -211,3 +211,227 @@ def before_after(before: Tensor, after: Tensor, labels=("before", "after")):
     slider = ipywidgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01,
                                     description="seam", continuous_update=True)
     return ipywidgets.interactive(draw, position=slider)
+
+
+# ---------------------------------------------------------------------------------------
+# Analysis helpers for the training and ablation chapters
+# ---------------------------------------------------------------------------------------
+
+def read_csv(path: str | os.PathLike) -> list[dict]:
+    """Rows of a results CSV as dicts, numbers as int or float, other values as strings."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such results file")
+
+    def parse(value: str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        return value
+
+    with open(path, newline="") as file:
+        return [{key: parse(value) for key, value in row.items()} for row in csv.DictReader(file)]
+
+
+def bootstrap_interval(differences, *, confidence: float = 0.95, samples: int = 10_000,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """Mean of `differences` and a percentile-bootstrap interval for it (Efron 1979).
+
+    Resamples the differences with replacement `samples` times and takes the
+    (1 - confidence) / 2 and (1 + confidence) / 2 quantiles of the resampled means. Each
+    difference counts as one independent observation (here: one image of one seed).
+
+    Args:
+        differences: 1-D sequence of paired differences (variant minus baseline).
+        confidence: the interval's coverage, in (0, 1).
+        samples: bootstrap resamples.
+        seed: seed of the resampling, so the interval printed is the interval recomputed.
+
+    Returns:
+        (mean, low, high); all three equal when every difference is the same (a tie: 0, 0, 0).
+
+    Raises:
+        UsageError: no differences, or a confidence outside (0, 1).
+    """
+    values = np.asarray(differences, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise UsageError("no differences to bootstrap")
+    if not 0 < confidence < 1:
+        raise UsageError(f"confidence must be in (0, 1), got {confidence}")
+    mean = float(values.mean())
+    if np.all(values == values[0]):
+        return mean, mean, mean
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, (samples, values.size))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return mean, float(low), float(high)
+
+
+def mean_and_std(rows: list[dict], metric: str, **where) -> tuple[float, float, int]:
+    """Mean and sample standard deviation (0 for one value) of `metric` over the rows that
+    match every `where` item (e.g. loss="l1", set="Set5"); and how many rows matched."""
+    values = [row[metric] for row in rows if all(row[key] == value for key, value in where.items())]
+    if not values:
+        raise UsageError(f"no rows with {where}")
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), std, len(values)
+
+
+def paired_differences(per_image: list[dict], *, column: str, variant: str, baseline: str,
+                       metric: str, set_name: str, **where) -> np.ndarray:
+    """`metric` of `variant` minus that of `baseline` on the same seed and image of `set_name`.
+
+    Args:
+        per_image: rows with `column`, "seed", "set", "image" and `metric` (per_image.csv).
+        column: the column naming the variants ("loss" or "design").
+        where: further filters (e.g. design="as described").
+
+    Returns:
+        (n,) float64, one difference per (seed, image) present for both.
+    """
+    def values(name: str) -> dict:
+        return {(row["seed"], row["image"]): row[metric] for row in per_image
+                if row[column] == name and row["set"] == set_name
+                and all(row[key] == value for key, value in where.items())}
+
+    ours, theirs = values(variant), values(baseline)
+    keys = sorted(set(ours) & set(theirs))
+    if not keys:
+        raise UsageError(f"no (seed, image) of {set_name} has both {variant} and {baseline}")
+    return np.array([ours[key] - theirs[key] for key in keys])
+
+
+def paired_table(per_image: list[dict], *, column: str, baseline: str, variants, sets,
+                 metrics=("psnr", "ssim"), where: dict | None = None, **bootstrap) -> list[dict]:
+    """Paired differences against `baseline` with bootstrap intervals, one row per
+    (variant, set, metric): {"variant", "baseline", "set", "metric", "n", "mean", "low",
+    "high"} (the rows `ablation_conclusion` reads)."""
+    rows = []
+    for set_name in sets:
+        for metric in metrics:
+            for variant in variants:
+                differences = paired_differences(per_image, column=column, variant=variant,
+                                                 baseline=baseline, metric=metric,
+                                                 set_name=set_name, **(where or {}))
+                mean, low, high = bootstrap_interval(differences, **bootstrap)
+                rows.append({"variant": variant, "baseline": baseline, "set": set_name,
+                             "metric": metric, "n": len(differences), "mean": mean,
+                             "low": low, "high": high})
+    return rows
+
+
+def format_difference(row: dict) -> str:
+    """'+0.031 dB [+0.012, +0.050]' (PSNR) or '+0.0012 [+0.0003, +0.0021]' (SSIM-like)."""
+    digits, unit = (3, " dB") if row["metric"] == "psnr" else (4, "")
+    return (f"{row['mean']:+.{digits}f}{unit} [{row['low']:+.{digits}f}, "
+            f"{row['high']:+.{digits}f}]")
+
+
+def verdict(row: dict) -> str:
+    """'better', 'worse', 'tie' or 'unclear': where the interval of a paired-difference row
+    lies against 0 (an interval touching or straddling 0 is not a difference)."""
+    if row["low"] == row["high"] == row["mean"] == 0:
+        return "tie"
+    if row["low"] > 0:
+        return "better"
+    if row["high"] < 0:
+        return "worse"
+    return "unclear"
+
+
+def ablation_conclusion(table: list[dict]) -> str:
+    """Which variant wins on which set and metric, in words, from `paired_table` rows.
+
+    For each (set, metric): the variants whose interval lies above the baseline, below it, or
+    touches 0, and the best: the variant with the highest mean difference when its interval
+    lies above 0; the baseline when every variant lies below it; else no single winner (said
+    with the variants above the baseline, if any). Highest mean is not a paired test between
+    two variants: the wording never claims one variant beats another, only the baseline.
+
+    Returns:
+        Markdown, one bullet per (set, metric), in the order of `table`.
+    """
+    names = {"psnr": "PSNR", "ssim": "SSIM", "rgb_ssim": "RGB SSIM"}
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in table:
+        groups.setdefault((row["set"], row["metric"]), []).append(row)
+    lines = []
+    for (set_name, metric), rows in groups.items():
+        baseline = rows[0]["baseline"]
+        parts = []
+        for kind, label in (("better", f"above {baseline}"), ("worse", f"below {baseline}"),
+                            ("unclear", f"not distinguishable from {baseline}"),
+                            ("tie", f"identical to {baseline}")):
+            chosen = [row for row in rows if verdict(row) == kind]
+            if chosen:
+                parts.append(f"{label}: " + ", ".join(
+                    f"{row['variant']} ({format_difference(row)})" for row in chosen))
+        best = max(rows, key=lambda row: row["mean"])
+        above = [row["variant"] for row in rows if verdict(row) == "better"]
+        if verdict(best) == "better":
+            winner = f"best: **{best['variant']}** (the highest mean, above {baseline})"
+        elif above:
+            winner = (f"no single winner ({', '.join(above)} above {baseline}, but "
+                      f"{best['variant']} has the highest mean)")
+        elif all(verdict(row) == "worse" for row in rows):
+            winner = f"best: **{baseline}** (every other one is below it)"
+        else:
+            winner = f"no clear winner over {baseline}"
+        lines.append(f"- {set_name} {names.get(metric, metric)}: {winner}; " + "; ".join(parts)
+                     + ".")
+    return "\n".join(lines)
+
+
+def late_gain(steps, values, fraction: float = 0.25) -> tuple[float, int, int]:
+    """How much a curve still rose over the last `fraction` of the run.
+
+    Args:
+        steps, values: the curve (e.g. validation PSNR against step), in step order.
+        fraction: the part of the run to look at, in (0, 1].
+
+    Returns:
+        (values[last] - values[at the first step >= (1 - fraction) * last step], that
+        start step, the last step).
+    """
+    steps, values = list(steps), list(values)
+    if not steps:
+        raise UsageError("an empty curve")
+    start = next(index for index, step in enumerate(steps) if step >= (1 - fraction) * steps[-1])
+    return float(values[-1] - values[start]), steps[start], steps[-1]
+
+
+def active_head_units(model, x: Tensor, scale: int | None = None) -> float:
+    """Share of the hidden units (channels) of an image head positive somewhere in a batch.
+
+    A unit whose input is never positive passes no gradient through a ReLU: it is switched off
+    for good. Measured at the head's first conv, before the activation.
+
+    Args:
+        model: an `srlib.model.SRNet`.
+        x: (B, 3, h, w) LR images in [0, 1].
+        scale: which output's head (None: the smallest scale).
+    """
+    scale = scale or min(model.output_scales)
+    seen = {}
+
+    def record(_, __, output) -> None:
+        seen["alive"] = (output > 0).flatten(2).any(-1).any(0)  # (B, C, H, W) -> (C,)
+
+    hook = model.to_image[str(scale)].body[0].register_forward_hook(record)
+    try:
+        with torch.no_grad():
+            model(x, scales=(scale,))
+    finally:
+        hook.remove()
+    return seen["alive"].float().mean().item()
+
+
+def running_mean(values, window: int) -> np.ndarray:
+    """Mean of each `window` consecutive values ('valid': len(values) - window + 1 of them)."""
+    values = np.asarray(values, dtype=np.float64)
+    window = max(1, min(int(window), len(values)))
+    return np.convolve(values, np.ones(window) / window, "valid")
