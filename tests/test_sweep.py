@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -50,7 +51,8 @@ if fail:
     raise ValueError("asked to fail")
 folder = Path(output_dir or ".")
 folder.mkdir(parents=True, exist_ok=True)
-metrics = {"product": 21 * factor, "label": label, "cwd": os.getcwd(), "nested": [1, 2]}
+metrics = {"product": 21 * factor, "label": label, "cwd": os.getcwd(), "nested": [1, 2],
+           "omp": os.environ.get("OMP_WAIT_POLICY")}
 (folder / "metrics.json").write_text(json.dumps(metrics))
 print(metrics["product"])
 ```
@@ -99,6 +101,18 @@ def test_run_notebook_injects_parameters_and_returns_metrics(tiny, tmp_path):
     assert check_executed(executed) == []
     injected = nbformat.read(executed, as_version=4).cells
     assert any("injected-parameters" in cell.metadata.get("tags", []) for cell in injected)
+
+
+@pytest.mark.parametrize(("own", "expected"), [(None, "PASSIVE"), ("active", "active")])
+def test_the_kernel_runs_with_a_passive_wait_policy_unless_set(tiny, tmp_path, monkeypatch,
+                                                               own, expected):
+    if own is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", own)
+    result = run_notebook(tiny, {}, tmp_path / "out", echo=None)
+    assert result["metrics"]["omp"] == expected
+    assert os.environ.get("OMP_WAIT_POLICY") == own  # this process's environment is restored
 
 
 def test_unknown_parameter_is_an_error_not_a_silent_no_op(tiny, tmp_path):
