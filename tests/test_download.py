@@ -1,5 +1,5 @@
-"""`srlib download` (srlib.tools.download): the downloaders, the archive extractor and the
-data sets, against a local HTTP server.
+"""`srlib download`: the downloaders and the archive extractor (srlib.tools.fetch) and the
+data sets (srlib.tools.download), against a local HTTP server.
 
 No test reaches the internet: `server` is an http.server on 127.0.0.1 (port 0) serving
 archives the tests build, with HTTP Range support and modes that cut a transfer short,
@@ -24,20 +24,18 @@ from PIL import Image
 from srlib.data import COMPLETE_MARKER, benchmark_dir, div2k_dir, train291_dirs
 from srlib.errors import DownloadError, UsageError
 from srlib.imageio import list_images
-from srlib.tools import cli, download
+from srlib.tools import cli, download, fetch
 from srlib.tools.download import (
     DIV2K_ARCHIVES,
     Archive,
     RemoteImage,
     download_benchmarks,
     download_div2k,
-    download_file,
     download_train291,
-    extract_archive,
-    is_complete,
     pixels_sha256,
     train291_files,
 )
+from srlib.tools.fetch import download_file, extract_archive, is_complete
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -474,7 +472,7 @@ def test_empty_subdir_is_an_error(tmp_path):
 
 def test_full_disk_is_reported_before_writing(tmp_path, monkeypatch):
     archive = write(tmp_path / "a.zip", make_zip({"x/a.png": tiny_png()}))
-    monkeypatch.setattr(download.shutil, "disk_usage", lambda path: type("U", (), {"free": 10})())
+    monkeypatch.setattr(fetch.shutil, "disk_usage", lambda path: type("U", (), {"free": 10})())
     with pytest.raises(DownloadError, match="GB needed"):
         extract_archive(archive, tmp_path / "out")
     assert_nothing_extracted(tmp_path, tmp_path / "out")
@@ -542,7 +540,7 @@ def test_download_div2k_redoes_a_partial_folder(server, tmp_path):
 
 def test_download_div2k_checks_free_space_first(server, tmp_path, monkeypatch):
     archives = local_div2k(server, div2k_valid_zip())
-    monkeypatch.setattr(download.shutil, "disk_usage", lambda path: type("U", (), {"free": 100})())
+    monkeypatch.setattr(fetch.shutil, "disk_usage", lambda path: type("U", (), {"free": 100})())
     with pytest.raises(DownloadError, match="GB needed"):
         download_div2k(tmp_path, ["valid"], archives=archives, progress=False)
     assert server.requests == []

@@ -2,7 +2,8 @@
 
 - `srlib.tools.cli`: the `srlib` command (train, upscale, evaluate, download, bench, notebook,
   sweep), all its arguments in one module.
-- `srlib.tools.download`: fetching the benchmark sets, DIV2K and the 291 training images.
+- `srlib.tools.download`: the benchmark sets, DIV2K and the 291 training images: what to fetch.
+- `srlib.tools.fetch`: how: checked, resumable downloads and safe, atomic extraction.
 - `srlib.tools.bench`: training and inference speed on this machine.
 - `srlib.tools.accelerate`: `accelerate(model)`, opt-in CPU convolutions, kept while the
   bench shows they pay.
