@@ -173,6 +173,8 @@ USAGE_ERRORS = [
      "unsupported scale 3"),
     (["evaluate", "--checkpoint", "{root}/nope.pt", "--data", "{root}"],
      "nope.pt: no such checkpoint file"),
+    (["evaluate", "--method", "bicubic", "--data", "{root}", "--shave", "-1"],
+     "--shave must not be negative"),
     (["evaluate", "--method", "bicubic", "--json", "{root}/missing/rows.json"],
      "missing: no such folder"),
     (["download", "everything"], "invalid choice: 'everything'"),
@@ -368,3 +370,17 @@ def test_the_command_runs_with_a_passive_wait_policy_unless_set(command):
     assert running[1].returncode == 0, own_err
     assert default_out.strip().endswith("OMP_WAIT_POLICY=PASSIVE")
     assert own_out.strip().endswith("OMP_WAIT_POLICY=active")  # the user's value, kept
+
+
+def test_evaluate_bicubic_writes_the_table_and_json(files, capsys, tmp_path):
+    data = tmp_path / "data"
+    (data / "Set").mkdir(parents=True)
+    (data / "Set" / "good.png").write_bytes(files["good.png"].read_bytes())
+    code, out, _ = main(["evaluate", "--method", "bicubic", "--data", data, "--sets", "Set",
+                         "--scales", "2", "--shave", "0", "--json", tmp_path / "rows.json"],
+                        capsys)
+    assert code == 0 and "bicubic" in out
+    import json
+
+    (row,) = json.loads((tmp_path / "rows.json").read_text())
+    assert row["scale"] == 2 and row["method"] == "bicubic" and row["psnr"] > 10

@@ -230,6 +230,9 @@ def add_evaluate(parser: argparse.ArgumentParser) -> None:
                              "through YCbCr (default: grey, as the published bicubic rows)")
     parser.add_argument("--rgb", action="store_true",
                         help="score RGB channels instead of Y (not comparable to the literature)")
+    parser.add_argument("--shave", type=int, metavar="PIXELS",
+                        help="border pixels left out of the scores (default: the scale, as "
+                             "the published tables)")
     parser.add_argument("--tile", type=int, metavar="PIXELS",
                         help="upscale checkpoint models in tiles of this LR size (saves memory)")
     parser.add_argument("--device", default="auto", help="device for checkpoint models")
@@ -252,20 +255,19 @@ def _evaluation_sets(names: list[str], data: Path | None) -> dict[str, Path]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from srlib.evaluate import bicubic_upscaler, evaluate, format_table
+    from srlib.model import check_scale
 
     for scale in args.scales or ():
-        if scale < 2:
-            raise UsageError(f"unsupported scale {scale}: scales are integers >= 2")
+        # bicubic serves x3; no network does
+        check_scale(scale, network=args.checkpoint is not None)
+    if args.shave is not None and args.shave < 0:
+        raise UsageError(f"--shave must not be negative, got {args.shave}")
     if args.tile is not None and args.tile <= 0:
         raise UsageError(f"--tile must be a positive number of pixels, got {args.tile}")
     for option, path in (("--save-images", args.save_images), ("--json", args.json)):
         if path is not None and not path.parent.is_dir():
             raise UsageError(f"{path.parent}: no such folder ({option} {path})")
     if args.checkpoint is not None:
-        from srlib.model import check_scale
-
-        for scale in args.scales or ():
-            check_scale(scale)  # bicubic serves x3; no network does
         _check_checkpoint(args.checkpoint)
     sets = _evaluation_sets(args.sets, args.data)
     if args.checkpoint is not None:
@@ -275,8 +277,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         upscaler, method, scales = bicubic_upscaler, "bicubic", args.scales or [2, 3, 4, 8]
     rows = evaluate(upscaler, sets, scales, method=method, y_channel=not args.rgb,
-                    ssim_padding=args.ssim, grey_as=args.grey, save_images=args.save_images,
-                    log=lambda line: print(line, file=sys.stderr, flush=True))
+                    ssim_padding=args.ssim, grey_as=args.grey, shave=args.shave,
+                    save_images=args.save_images, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_table(rows))
     if args.json is not None:
         from srlib.checkpoint import atomic_write
