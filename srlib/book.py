@@ -325,8 +325,8 @@ def paired_table(per_image: list[dict], *, column: str, baseline: str, variants,
 
 
 def format_difference(row: dict) -> str:
-    """'+0.031 dB [+0.012, +0.050]' (PSNR) or '+0.0012 [+0.0003, +0.0021]' (SSIM-like)."""
-    digits, unit = (3, " dB") if row["metric"] == "psnr" else (4, "")
+    """'+0.031 dB [+0.012, +0.050]' (PSNR) or '+0.00120 [+0.00030, +0.00210]' (SSIM-like)."""
+    digits, unit = (3, " dB") if row["metric"] == "psnr" else (5, "")
     return (f"{row['mean']:+.{digits}f}{unit} [{row['low']:+.{digits}f}, "
             f"{row['high']:+.{digits}f}]")
 

@@ -116,7 +116,8 @@ def test_conclusion_reports_ties_and_one_line_per_set_and_metric():
     lines = ablation_conclusion(table).splitlines()
     assert len(lines) == 3
     assert "identical to mse: l1 (+0.000 dB [+0.000, +0.000])" in lines[0]
-    assert lines[1].startswith("- Set5 SSIM: best: **l1**") and "+0.0010" in lines[1]
+    assert lines[1].startswith("- Set5 SSIM: best: **l1**")
+    assert "l1 (+0.00100 [+0.00050, +0.00200])" in lines[1]
     assert lines[2].startswith("- Set14 PSNR: no clear winner")
 
 
