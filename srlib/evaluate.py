@@ -1,4 +1,4 @@
-"""Benchmark evaluation under the published protocol, and the `srlib evaluate` command.
+"""Benchmark evaluation under the published protocol.
 
 For every HR image of a set and every scale (SRCNN / VDSR / LapSRN / EDSR protocol):
 
@@ -20,11 +20,6 @@ such as Set14's bridge.png is scored (`grey_as`):
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -32,25 +27,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from srlib.errors import SrlibError, UsageError
+from srlib.errors import UsageError
 from srlib.imageio import list_images, load_image, save_image
 from srlib.metrics import SSIM_PADDINGS, psnr, ssim
 from srlib.model import check_scale
 from srlib.resize import degrade, imresize, modcrop, quantize
 
-__all__ = [
-    "GREY_TREATMENTS",
-    "Upscaler",
-    "bicubic_upscaler",
-    "configure_parser",
-    "evaluate",
-    "format_table",
-    "run",
-]
+__all__ = ["GREY_TREATMENTS", "Upscaler", "bicubic_upscaler", "evaluate", "format_table"]
 
 GREY_TREATMENTS = ("grey", "ycbcr")
-DEFAULT_SETS = ("Set5", "Set14")
-DEFAULT_BICUBIC_SCALES = (2, 3, 4, 8)
 
 # (lr (1, 3, h, w) float in [0, 1], scale) -> sr (1, 3, scale*h, scale*w)
 Upscaler = Callable[[Tensor, int], Tensor]
@@ -230,154 +215,3 @@ def format_table(rows: Sequence[dict]) -> str:
     lines.append("")
     lines.extend(_describe(protocol) for protocol in conventions)
     return "\n".join(lines)
-
-
-def _check_scale(scale: object) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 2:
-        raise UsageError(f"unsupported scale {scale!r}: scales are integers >= 2")
-    return int(scale)
-
-
-def _resolve_sets(names: Sequence[str], data: Path | None) -> dict[str, Path]:
-    """Set name -> folder of HR images, from --data or srlib.datasets."""
-    if data is not None:
-        if not data.is_dir():
-            raise UsageError(f"{data}: no such folder (--data)")
-        folders = {name: data / name for name in names}
-        for name, folder in folders.items():
-            if not folder.is_dir():
-                raise UsageError(
-                    f"{folder}: no folder for set {name} (one folder per set in --data)"
-                )
-        return folders
-    hint = "pass --data DIR or run `srlib download benchmarks`"
-    try:
-        from srlib.datasets import benchmark_dir
-
-        folders = {name: Path(benchmark_dir(name)) for name in names}
-    except SrlibError:
-        raise  # already one line saying where it looked and how to download
-    except Exception as error:  # any other failure to locate: tell the user what to do
-        raise UsageError(f"cannot locate benchmark sets ({error}); {hint}") from error
-    for name, folder in folders.items():
-        if not folder.is_dir():
-            raise UsageError(f"{folder}: set {name} not found; {hint}")
-    return folders
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as error:
-        raise UsageError(f"unknown device {name!r}") from error
-
-
-def _checkpoint_upscalers(
-    checkpoint: str, scales: Sequence[int] | None, device: torch.device, tile: int | None
-) -> tuple[Upscaler, list[int]]:
-    """Load the model once per scale (errors surface before any work) and wrap infer.upscale."""
-    # Lazy: the checkpoint and inference modules pull in the model; bicubic needs neither.
-    from srlib.checkpoint import load_model
-    from srlib.infer import upscale
-
-    if scales is None:
-        model, _ = load_model(checkpoint, scale=None, map_location="cpu")
-        scales = [int(scale) for scale in model.output_scales]
-    models = {}
-    for scale in scales:
-        model, _ = load_model(checkpoint, scale=scale, map_location="cpu")
-        models[scale] = model.to(device).eval()
-
-    def upscaler(lr: Tensor, scale: int) -> Tensor:
-        lr = lr.to(device=device, dtype=torch.float32)  # (1, 3, h, w)
-        with torch.no_grad():
-            return upscale(models[scale], lr, scale, tile=tile)
-
-    return upscaler, list(scales)
-
-
-def _write_json(path: Path, rows: list[dict]) -> None:
-    """Write atomically: a temporary file beside the target, then a rename."""
-    if not path.parent.is_dir():
-        raise UsageError(f"{path.parent}: no such folder (--json {path})")
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(rows, file, indent=1)
-            file.write("\n")
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `srlib evaluate`."""
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--method", choices=["bicubic"], help="a reference method")
-    source.add_argument("--checkpoint", metavar="CKPT",
-                        help="a checkpoint file, or 'pretrained' for the bundled weights")
-    parser.add_argument("--data", type=Path, metavar="DIR",
-                        help="folder holding one folder of HR images per set (DIR/Set5, ...); "
-                             "default: the sets `srlib download benchmarks` fetched")
-    parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), metavar="SET",
-                        help="set names, folders under --data (default: Set5 Set14)")
-    parser.add_argument("--scales", nargs="+", type=int, metavar="S",
-                        help="integer factors (default: 2 3 4 8 for bicubic, the "
-                             "checkpoint's output scales otherwise)")
-    parser.add_argument("--json", type=Path, metavar="FILE",
-                        help="also write the rows, with per-image values, as JSON")
-    parser.add_argument("--save-images", type=Path, metavar="DIR",
-                        help="write the 8-bit outputs as DIR/<set>/x<scale>/<name>.png")
-    parser.add_argument("--ssim", choices=SSIM_PADDINGS, default="valid",
-                        help="SSIM variant: 'valid' (Wang's ssim_index, most tables) or "
-                             "'replicate' (MATLAB's ssim()) (default: valid)")
-    parser.add_argument("--grey", choices=GREY_TREATMENTS, default="grey",
-                        help="single-channel HR images: score their grey values, or as RGB "
-                             "through YCbCr (default: grey, as the published bicubic rows)")
-    parser.add_argument("--rgb", action="store_true",
-                        help="score RGB channels instead of Y (not comparable to the literature)")
-    parser.add_argument("--tile", type=int, metavar="PIXELS",
-                        help="upscale checkpoint models in tiles of this LR size (saves memory)")
-    parser.add_argument("--device", default="auto",
-                        help="device for checkpoint models: auto, cpu, cuda, cuda:1 ... "
-                             "(default: auto)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run `srlib evaluate`: print the Markdown table, optionally write JSON and images."""
-    scales = None if args.scales is None else [_check_scale(scale) for scale in args.scales]
-    if args.tile is not None and args.tile <= 0:
-        raise UsageError(f"--tile must be a positive number of pixels, got {args.tile}")
-    if args.save_images is not None and not args.save_images.parent.is_dir():
-        raise UsageError(f"{args.save_images.parent}: no such folder (--save-images)")
-    if args.json is not None and not args.json.parent.is_dir():
-        raise UsageError(f"{args.json.parent}: no such folder (--json {args.json})")
-    if args.checkpoint is not None:
-        # Lazy, as in _checkpoint_upscalers: bicubic runs need no model code.
-        from srlib.checkpoint import PRETRAINED_NAME, check_scale
-
-        for scale in scales or ():
-            check_scale(scale)  # bicubic serves x3; no network does
-        if args.checkpoint != PRETRAINED_NAME and not Path(args.checkpoint).is_file():
-            raise UsageError(f"{args.checkpoint}: no such checkpoint file (--checkpoint)")
-    sets = _resolve_sets(args.sets, args.data)
-    if args.checkpoint is not None:
-        upscaler, scales = _checkpoint_upscalers(
-            args.checkpoint, scales, _device(args.device), args.tile
-        )
-        method = "pretrained" if args.checkpoint == "pretrained" else Path(args.checkpoint).stem
-    else:
-        upscaler, method = bicubic_upscaler, "bicubic"
-        scales = list(DEFAULT_BICUBIC_SCALES) if scales is None else scales
-    rows = evaluate(
-        upscaler, sets, scales, method=method, y_channel=not args.rgb,
-        ssim_padding=args.ssim, grey_as=args.grey, save_images=args.save_images,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
-    )
-    print(format_table(rows))
-    if args.json is not None:
-        _write_json(args.json, rows)
-    return 0

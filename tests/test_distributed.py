@@ -1,5 +1,6 @@
 """DDP: two gloo processes on one CPU take the same steps as one process with the same batch."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -13,9 +14,9 @@ import torch
 from PIL import Image
 
 from srlib import distributed
-from srlib.config import TrainConfig
 from srlib.errors import UsageError
-from srlib.train import train
+from srlib.model import PRESETS
+from srlib.train import TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="this PyTorch has no torch.distributed")
@@ -35,7 +36,8 @@ def image_folder(tmp_path_factory):
 
 
 def tiny_config(folder, run_dir) -> dict:
-    return {"preset": "quick", "scale": 2, "model_options": TINY_MODEL, "data": str(folder),
+    model = PRESETS["small"].replace(**TINY_MODEL).for_scale(2)
+    return {"model": dataclasses.asdict(model), "data": str(folder),
             "patch_size": 8, "batch_size": 4, "patches_per_image": 8, "lr": 2e-3, "loss": "l1",
             "max_steps": STEPS, "epochs": 100, "checkpoint_every": 4, "run_dir": str(run_dir),
             "precision": "fp32", "device": "cpu", "seed": 3}
@@ -50,16 +52,16 @@ def _free_port() -> int:
 LAUNCHED = """
 import json, os, sys
 from pathlib import Path
-from srlib.config import TrainConfig
-from srlib.train import train
-history = train(TrainConfig(**json.loads(sys.argv[1])), progress=False)
+from srlib.train import TrainConfig, train
+history = train(TrainConfig.from_dict(json.loads(sys.argv[1])), progress=False)
 rank = os.environ["RANK"]
 Path(sys.argv[2], f"rank{rank}.json").write_text(json.dumps({"rank": int(rank), "loss": history["loss"]}))
 """
 
 
 def test_two_gloo_processes_match_one_process(image_folder, tmp_path):
-    single = train(TrainConfig(**tiny_config(image_folder, tmp_path / "one")), progress=False)
+    single = train(TrainConfig.from_dict(tiny_config(image_folder, tmp_path / "one")),
+                   progress=False)
     script = tmp_path / "launched.py"
     script.write_text(LAUNCHED)
     config = tiny_config(image_folder, tmp_path / "two")

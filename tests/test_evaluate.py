@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from srlib import evaluate as evaluation
 from srlib.errors import UsageError
 from srlib.metrics import psnr, ssim
 from srlib.resize import degrade, imresize, modcrop, quantize
+from srlib.tools import cli
 
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 
@@ -41,7 +40,7 @@ def _one_thread():
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="srlib evaluate")
-    evaluation.configure_parser(parser)
+    cli.add_evaluate(parser)
     return parser.parse_args(argv)
 
 
@@ -71,7 +70,7 @@ def tiny_sets(tmp_path: Path) -> Path:
                     reason=f"Set5/Set14 HR images not found under {BENCHMARKS}")
 def test_bicubic_reproduces_published_rows(tmp_path, capsys):
     output = tmp_path / "bicubic.json"
-    status = evaluation.run(_parse([
+    status = cli.run_evaluate(_parse([
         "--method", "bicubic", "--data", str(BENCHMARKS), "--sets", "Set5", "Set14",
         "--scales", "2", "3", "4", "8", "--json", str(output),
     ]))
@@ -160,7 +159,7 @@ def test_upscaler_gets_float32_lr_and_wrong_shapes_are_refused(tiny_sets):
 
 def test_cli_json_and_saved_images(tiny_sets, tmp_path, capsys):
     output, images = tmp_path / "rows.json", tmp_path / "sr"
-    status = evaluation.run(_parse([
+    status = cli.run_evaluate(_parse([
         "--method", "bicubic", "--data", str(tiny_sets), "--sets", "A", "B",
         "--scales", "3", "--json", str(output), "--save-images", str(images),
         "--ssim", "replicate",
@@ -179,56 +178,51 @@ def test_cli_json_and_saved_images(tiny_sets, tmp_path, capsys):
 ])
 def test_unsupported_scale_is_a_usage_error(tiny_sets, argv):
     with pytest.raises(UsageError, match="scale"):
-        evaluation.run(_parse(["--method", "bicubic", "--data", str(tiny_sets), "--sets", "A",
+        cli.run_evaluate(_parse(["--method", "bicubic", "--data", str(tiny_sets), "--sets", "A",
                                *argv]))
 
 
 def test_missing_set_folder_is_named(tiny_sets):
     with pytest.raises(UsageError, match="Urban100"):
-        evaluation.run(_parse(["--method", "bicubic", "--data", str(tiny_sets),
+        cli.run_evaluate(_parse(["--method", "bicubic", "--data", str(tiny_sets),
                                "--sets", "A", "Urban100", "--scales", "2"]))
     with pytest.raises(UsageError, match="nowhere"):
-        evaluation.run(_parse(["--method", "bicubic", "--data", str(tiny_sets / "nowhere"),
+        cli.run_evaluate(_parse(["--method", "bicubic", "--data", str(tiny_sets / "nowhere"),
                                "--scales", "2"]))
 
 
 def test_empty_set_folder_is_a_usage_error(tiny_sets):
     (tiny_sets / "Empty").mkdir()
     with pytest.raises(UsageError, match="Empty"):
-        evaluation.run(_parse(["--method", "bicubic", "--data", str(tiny_sets),
+        cli.run_evaluate(_parse(["--method", "bicubic", "--data", str(tiny_sets),
                                "--sets", "Empty", "--scales", "2"]))
 
 
 def test_missing_json_folder_is_a_usage_error(tiny_sets, tmp_path):
     with pytest.raises(UsageError, match="no such folder"):
-        evaluation.run(_parse(["--method", "bicubic", "--data", str(tiny_sets), "--sets", "A",
+        cli.run_evaluate(_parse(["--method", "bicubic", "--data", str(tiny_sets), "--sets", "A",
                                "--scales", "2", "--json", str(tmp_path / "no" / "rows.json")]))
 
 
-def test_without_data_the_datasets_module_is_asked(tiny_sets, monkeypatch):
+def test_without_data_the_data_root_is_asked(tiny_sets, monkeypatch):
+    import srlib.data
+
     def benchmark_dir(name, root=None):
+        if name == "Set5":
+            raise UsageError("benchmark set 'Set5' not found; `srlib download benchmarks`")
         return tiny_sets / name
 
-    monkeypatch.setitem(sys.modules, "srlib.datasets",
-                        types.SimpleNamespace(benchmark_dir=benchmark_dir))
-    assert evaluation.run(_parse(["--method", "bicubic", "--sets", "A", "--scales", "2"])) == 0
+    monkeypatch.setattr(srlib.data, "benchmark_dir", benchmark_dir)
+    assert cli.run_evaluate(_parse(["--method", "bicubic", "--sets", "A", "--scales", "2"])) == 0
     with pytest.raises(UsageError, match="srlib download benchmarks"):
-        evaluation.run(_parse(["--method", "bicubic", "--sets", "Set5", "--scales", "2"]))
+        cli.run_evaluate(_parse(["--method", "bicubic", "--sets", "Set5", "--scales", "2"]))
 
     def not_found(name, root=None):
         raise UsageError(f"benchmark set {name} not found; run `srlib download benchmarks`")
 
-    monkeypatch.setitem(sys.modules, "srlib.datasets",
-                        types.SimpleNamespace(benchmark_dir=not_found))
+    monkeypatch.setattr(srlib.data, "benchmark_dir", not_found)
     with pytest.raises(UsageError, match="^benchmark set A not found"):
-        evaluation.run(_parse(["--method", "bicubic", "--sets", "A", "--scales", "2"]))
-
-    def broken(name, root=None):
-        raise RuntimeError("no cache folder")
-
-    monkeypatch.setitem(sys.modules, "srlib.datasets", types.SimpleNamespace(benchmark_dir=broken))
-    with pytest.raises(UsageError, match="--data"):
-        evaluation.run(_parse(["--method", "bicubic", "--sets", "A", "--scales", "2"]))
+        cli.run_evaluate(_parse(["--method", "bicubic", "--sets", "A", "--scales", "2"]))
 
 
 def test_method_and_checkpoint_are_exclusive():
@@ -266,7 +260,7 @@ def test_checkpoint_loads_per_scale_and_upscales_through_infer(tiny_sets, tmp_pa
     monkeypatch.setattr(srlib.infer, "upscale", upscale)
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_bytes(b"stands in for a checkpoint; load_model is replaced")
-    status = evaluation.run(_parse(["--checkpoint", str(checkpoint), "--data", str(tiny_sets),
+    status = cli.run_evaluate(_parse(["--checkpoint", str(checkpoint), "--data", str(tiny_sets),
                                     "--sets", "A", "--tile", "64", "--device", "cpu"]))
     assert status == 0
     # Default scales: the checkpoint's own; each scale's model loaded before any work.

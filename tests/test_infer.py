@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from srlib.errors import UsageError
-from srlib.infer import _cores, _positions, image_means, upscale
-from srlib.model import SRNet
+from srlib.infer import _positions, as_upscaler, upscale
+from srlib.model import PRESETS, SRNet, build_model
 
 TINY = {"feature_width": 8, "channels": 8, "se_reduction": 4}
 
@@ -16,7 +16,7 @@ def detailed_model(**overrides) -> SRNet:
     """The quick topology at tiny widths whose heads add detail to the bicubic skip (a
     freshly built one starts at exactly bicubic, which tiles trivially)."""
     torch.manual_seed(0)
-    model = SRNet.from_preset("quick", **{**TINY, **overrides})
+    model = build_model(PRESETS["small"].replace(**{**TINY, **overrides}))
     for head in model.to_image.values():
         head.body[-1].reset_parameters()
     return model.eval()
@@ -34,18 +34,12 @@ def smooth_image(height: int, width: int) -> torch.Tensor:
     return image.clamp(0, 1)
 
 
-def test_positions_cover_the_image_and_cores_partition_it():
+def test_positions_cover_the_image():
     for length, tile, overlap in ((100, 40, 8), (40, 40, 8), (41, 40, 8), (97, 32, 15)):
         starts = _positions(length, tile, overlap)
         assert starts[0] == 0 and min(starts[-1] + tile, length) == length
         for before, after in itertools.pairwise(starts):
             assert after - before <= tile - overlap  # neighbours share at least `overlap`
-        cores = _cores(starts, tile, length)
-        assert cores[0][0] == 0 and cores[-1][1] == length
-        for (_, end), (begin, _) in itertools.pairwise(cores):
-            assert end == begin
-        for start, (begin, end) in zip(starts, cores):
-            assert start <= begin < end <= start + tile
 
 
 @pytest.mark.parametrize("scale", [2, 4])
@@ -58,47 +52,12 @@ def test_tiled_output_is_within_one_level_of_untiled(scale):
     assert (tiled - whole).abs().max() <= 1 / 255
 
 
-def test_image_statistics_gate_every_tile_alike():
+def test_as_upscaler_returns_cpu_images_the_evaluation_can_score():
     model = detailed_model()
-    lr = smooth_image(64, 64)
-    lr[..., :, :32] *= 0.3  # tiles with very different means
-    layers = [m for m in model.modules() if hasattr(m, "image_means")]
-    seen = []
-
-    def record(module, inputs, output):
-        if module.image_means is not None:  # set by the tiled pass, not by the first one
-            seen.append(module.image_means.clone())
-
-    hooks = [layer.register_forward_hook(record) for layer in layers]
-    whole = upscale(model, lr, 2)
-    assert not seen  # untiled: nothing set
-    shared = upscale(model, lr, 2, tile=32, overlap=12, image_statistics=True)
-    for hook in hooks:
-        hook.remove()
-    calls = len(seen) // 9  # 3 x 3 tiles, the same SE calls in each
-    assert calls > 0 and len(seen) == 9 * calls
-    for tile in range(1, 9):
-        for call in range(calls):
-            assert torch.equal(seen[tile * calls + call], seen[call])
-    assert (shared - whole).abs().max() <= 1 / 255
-    assert all(layer.image_means is None for layer in layers)
-
-
-def test_image_means_equal_the_whole_images_for_the_first_layer():
-    # The first SE layer's input depends only on pixels near it, so its tile-gathered mean is
-    # the whole image's up to the receptive field at the core boundaries.
-    model = detailed_model()
-    lr = smooth_image(48, 48)
-    captured = []
-    first = next(m for m in model.modules() if hasattr(m, "image_means"))
-    hook = first.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0]))
-    with torch.no_grad():
-        model.residual_flow(lr)
-    hook.remove()
-    means = image_means(model, lr, tile=32, overlap=12)
-    torch.testing.assert_close(means[0], captured[0].mean(dim=(2, 3)), rtol=0.02, atol=1e-3)
-    assert all(mean.shape == (1, 8) for mean in means)
-    assert all(getattr(m, "image_means", None) is None for m in model.modules())
+    lr_image = smooth_image(20, 18)
+    output = as_upscaler(model, tile=16, overlap=4)(lr_image, 4)
+    assert output.device.type == "cpu" and output.shape == (1, 3, 80, 72)
+    torch.testing.assert_close(output, upscale(model, lr_image, 4, tile=16, overlap=4))
 
 
 def test_overlap_of_half_a_tile_is_refused():

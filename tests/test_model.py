@@ -3,14 +3,28 @@
 import pytest
 import torch
 
-from srlib.model import PRESETS, ResidualBlock, SRNet, count_macs, count_parameters, preset_table
+from srlib.errors import UsageError
+from srlib.model import (
+    PRESETS,
+    ResidualBlock,
+    build_model,
+    count_macs,
+    count_parameters,
+    preset_from_config,
+    preset_table,
+)
 
 TINY = {"feature_width": 8, "channels": 8, "se_reduction": 4}
 
 
+def tiny(name: str, scale: int | None = None, **changes):
+    preset = PRESETS[name].replace(**{**TINY, **changes})
+    return build_model(preset.for_scale(scale) if scale else preset)
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_outputs_its_scales(name):
-    model = SRNet.from_preset(name, **TINY)
+    model = tiny(name)
     outputs = model(torch.rand(2, 3, 6, 5))
     assert sorted(outputs) == list(model.output_scales)
     for scale, image in outputs.items():
@@ -21,7 +35,7 @@ def test_every_preset_outputs_its_scales(name):
 @pytest.mark.parametrize("name", sorted(PRESETS))
 @pytest.mark.parametrize("scale", [2, 4, 8])
 def test_every_preset_serves_every_scale(name, scale):
-    model = SRNet.from_preset(name, scale=scale, **TINY)
+    model = tiny(name, scale)
     assert scale in model.output_scales
     assert max(model.output_scales) == scale
     assert model(torch.rand(1, 3, 4, 4))[scale].shape == (1, 3, 4 * scale, 4 * scale)
@@ -29,20 +43,20 @@ def test_every_preset_serves_every_scale(name, scale):
 
 
 def test_presets_have_the_described_layout():
-    seed = SRNet.from_preset("seed")
+    seed = build_model(PRESETS["seed"])
     assert seed.stage_scales == (8, 4, 2) and seed.output_scales == (2,)
     assert [stage.num_blocks for stage in seed.stages] == [2, 4, 6]
     assert seed.features[0].out_channels == 512 and seed.features[2].out_channels == 128
-    pyramid = SRNet.from_preset("pyramid")
+    pyramid = build_model(PRESETS["pyramid"])
     assert pyramid.stage_scales == (2, 4, 8) and pyramid.output_scales == (2, 4, 8)
     assert [stage.num_blocks for stage in pyramid.stages] == [6, 4, 2]
 
 
-def test_unknown_preset_and_unservable_scale_are_refused():
-    with pytest.raises(ValueError, match="unknown preset"):
-        SRNet.from_preset("huge")
-    with pytest.raises(ValueError, match="scale 3"):
-        SRNet.from_preset("pyramid", scale=3)
+def test_unservable_scales_are_refused():
+    with pytest.raises(UsageError, match="scale 3"):
+        PRESETS["pyramid"].for_scale(3)
+    with pytest.raises(UsageError, match="scale 16"):
+        PRESETS["pyramid"].for_scale(16)
 
 
 def test_residual_block_flows():
@@ -60,7 +74,7 @@ def test_residual_block_flows():
 def test_gradients_reach_all_twelve_distinct_blocks():
     torch.manual_seed(0)
     # Without the global skip: its zero-initialised heads pass no gradient at step 0.
-    model = SRNet.from_preset("quick", global_skip=False, **TINY)
+    model = tiny("small", global_skip=False)
     outputs = model(torch.rand(2, 3, 6, 6))
     sum(image.square().mean() for image in outputs.values()).backward()
     blocks = [block for stage in model.stages for block in stage.blocks]
@@ -85,21 +99,21 @@ def test_chained_blocks_give_distinct_maps_and_tied_blocks_collapse():
         stage.compress.register_forward_hook(hook)
 
     for tied in (False, True):
-        model = SRNet.from_preset("seed", tied=tied, **TINY)
+        model = tiny("seed", tied=tied)
         capture(model.stages[2], tied)
         model(x)
     distinct = captured[False]
     assert all(not torch.allclose(distinct[0], other) for other in distinct[1:])
     # What the original code computed: six identical copies in the 2x stage.
     assert all(torch.equal(captured[True][0], other) for other in captured[True][1:])
-    tied = SRNet.from_preset("seed", tied=True, **TINY)
+    tied = tiny("seed", tied=True)
     assert sum(len(stage.blocks) for stage in tied.stages) == 3
 
 
 def test_global_skip_starts_at_bicubic():
     from srlib.resize import imresize
 
-    model = SRNet.from_preset("quick", **TINY)
+    model = tiny("small")
     x = torch.rand(1, 3, 8, 8)
     outputs = model(x)
     for scale, image in outputs.items():
@@ -108,12 +122,12 @@ def test_global_skip_starts_at_bicubic():
 
 def test_gradient_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
-    model = SRNet.from_preset("quick", **TINY)
+    model = tiny("small", global_skip=False)
     x = torch.rand(1, 3, 6, 6)
     grads = []
     for flag in (False, True):
         model.zero_grad()
-        model.gradient_checkpointing = flag
+        model.set_gradient_checkpointing(flag)
         sum(image.sum() for image in model(x).values()).backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(grads[0], grads[1])
@@ -127,4 +141,68 @@ def test_counts_match_closed_forms():
     rows = {row["preset"]: row for row in preset_table()}
     # ANALYSIS.md: the original spent about 214 GMAC per 64x64 LR patch at the seed sizes.
     assert rows["seed"]["gmacs"] == pytest.approx(214, rel=0.02)
-    assert rows["quick"]["gmacs"] < rows["pyramid"]["gmacs"] / 10
+    assert rows["small"]["gmacs"] < rows["pyramid"]["gmacs"] / 10
+
+
+def test_design_switches_change_the_block():
+    x = torch.rand(1, 8, 5, 5)
+    plain = ResidualBlock(8, 2, se_reduction=0, back_projection=False)
+    assert plain.down is None and plain.attention is None
+    upsampled, residual = plain(x)
+    # Without back-projection the block hands on X (refined), not X - down(U).
+    torch.testing.assert_close(residual, x + plain.refine(x))
+    assert upsampled.shape == (1, 8, 10, 10)
+    model = tiny("small", se_reduction=0, back_projection=False)
+    assert model(torch.rand(1, 3, 4, 4))[8].shape == (1, 3, 32, 32)
+
+
+def test_legacy_configs_rebuild_the_network_they_trained():
+    legacy = {"preset": "quick", "scale": 2, "model_options": {"channels": 8}}
+    preset = preset_from_config(legacy)
+    assert preset == PRESETS["small"].replace(channels=8, leaky_head=False).for_scale(2)
+    assert preset_from_config({"model": {**preset.__dict__, "stage_scales": [2]}}) == preset
+    with pytest.raises(UsageError, match="not a network description"):
+        preset_from_config({"preset": "huge"})
+
+
+def test_leaky_heads_keep_learning_where_relu_heads_stall():
+    """The stall: with the heads' last conv at zero, Adam switches ReLU heads off for good.
+
+    L1 on smooth images, 80 steps at lr 1e-3 from the same start: the ReLU head has no hidden
+    unit left that fires anywhere and its output stays at bicubic; the LeakyReLU head keeps
+    most units alive and moves away from bicubic.
+    """
+    from srlib.losses import l1, pyramid_loss
+    from srlib.resize import degrade, imresize
+
+    torch.manual_seed(0)
+    hr = torch.rand(1, 3, 8, 8).repeat_interleave(8, -1).repeat_interleave(8, -2)  # (1, 3, 64, 64)
+    hr = torch.nn.functional.avg_pool2d(hr, 9, stride=1, padding=4)
+    results = {}
+    for leaky in (False, True):
+        torch.manual_seed(0)
+        model = tiny("small", 2, channels=16, feature_width=16, leaky_head=leaky)
+        head = model.to_image["2"].body
+        alive = {}
+
+        def record(module, inputs, output, alive=alive):
+            # A hidden unit is alive when it fires somewhere in the batch.
+            alive["fraction"] = (output > 0).flatten(2).any(-1).float().mean().item()
+
+        head[1].register_forward_hook(record)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(80):
+            top, left = torch.randint(0, 33, (2,), generator=generator).tolist()
+            target = hr[..., top:top + 32, left:left + 32]
+            loss = pyramid_loss(l1, model(degrade(target, 2)), {2: target})
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        x = degrade(hr, 2)
+        with torch.no_grad():
+            moved = (model(x)[2] - imresize(x, 2)).abs().max().item()
+        results[leaky] = (alive["fraction"], moved)
+    assert results[True][0] >= 0.5, results
+    assert results[True][1] > 1 / 255, results
+    assert results[False][0] < results[True][0], results

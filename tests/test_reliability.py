@@ -28,23 +28,21 @@ import torch
 from srlib import checkpoint
 from srlib.checkpoint import (
     atomic_write,
-    build_model,
-    check_scale,
     ensure_writable_folder,
     load_checkpoint,
     load_model,
     save_checkpoint,
 )
-from srlib.config import TrainConfig
 from srlib.errors import CheckpointError, TrainingError, UsageError
-from srlib.train import train
+from srlib.model import PRESETS, build_model, check_scale
+from srlib.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 train_module = importlib.import_module("srlib.train")
-# The quick preset at width 8, for checkpoints that are built, never trained.
-TINY_MODEL = {"feature_width": 8, "channels": 8, "se_reduction": 4}
+# The small preset at width 8, for checkpoints that are built, never trained.
+TINY_MODEL = PRESETS["small"].replace(feature_width=8, channels=8, se_reduction=4)
 # For training at x2 alone: two residual blocks, ~200 kB checkpoints, the cheapest steps.
-TRAIN_MODEL = {**TINY_MODEL, "blocks_per_stage": [2]}
+TRAIN_MODEL = TINY_MODEL.for_scale(2).replace(blocks_per_stage=(2,))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,17 +62,18 @@ def image_folder(make_image_folder):
 
 
 def tiny_config(folder: Path, run_dir: Path, **changes) -> TrainConfig:
-    return TrainConfig(preset="quick", scale=2, model_options=TRAIN_MODEL, data=str(folder),
+    return TrainConfig(model=TRAIN_MODEL, data=str(folder),
                        patch_size=8, batch_size=4, patches_per_image=4, lr=2e-3, loss="l1",
                        max_steps=4, epochs=100, checkpoint_every=2, run_dir=str(run_dir),
                        precision="fp32", device="cpu").replace(**changes)
 
 
-def model_checkpoint(path: Path, **config_changes) -> Path:
+def model_checkpoint(path: Path, scale: int | None = None) -> Path:
     """A checkpoint of an untrained tiny network (config + weights), written by srlib."""
-    config = TrainConfig(preset="quick", model_options=TINY_MODEL, **config_changes)
+    model = TINY_MODEL.for_scale(scale) if scale else TINY_MODEL
+    config = TrainConfig(model=model)
     return save_checkpoint(path, {"config": config.to_dict(),
-                                  "model": build_model(config).state_dict(), "step": 0})
+                                  "model": build_model(model).state_dict(), "step": 0})
 
 
 def files_in(folder: Path) -> list[str]:
@@ -128,8 +127,7 @@ def _write_bad_checkpoint(kind: str, path: Path, good: bytes, marker: Path) -> N
     elif kind == "plain dict without marker":
         torch.save({"config": {}, "model": {"w": torch.zeros(2)}}, path)
     elif kind == "bare state_dict":
-        torch.save(build_model(TrainConfig(preset="quick", model_options=TINY_MODEL))
-                   .state_dict(), path)
+        torch.save(build_model(TINY_MODEL).state_dict(), path)
     elif kind == "malicious torch.save":
         torch.save({"format": "srlib", "version": 1, "config": {}, "model": RunsCode(marker)},
                    path)
@@ -194,17 +192,14 @@ def test_missing_path_and_folder_are_refused(tmp_path):
 # ---------------------------------------------------------------------------------------
 
 
-def test_checkpoint_of_another_scale_or_preset_is_refused(tmp_path):
+def test_checkpoint_of_another_scale_is_refused(tmp_path):
     only_x2 = model_checkpoint(tmp_path / "x2.pt", scale=2)
-    model, config = load_model(only_x2, scale=2, preset="quick")
-    assert model.output_scales == (2,) and config.scale == 2
+    model, config = load_model(only_x2, scale=2)
+    assert model.output_scales == (2,) and config.model.output_scales == (2,)
     with pytest.raises(CheckpointError) as error:
         load_model(only_x2, scale=4)
     assert_one_line(str(error.value), str(only_x2), "serves x2, not x4")
-    with pytest.raises(CheckpointError) as error:
-        load_model(only_x2, preset="seed")
-    assert_one_line(str(error.value), str(only_x2), "'quick' model, not 'seed'")
-    pyramid = model_checkpoint(tmp_path / "all.pt")  # quick serves x2, x4, x8 at once
+    pyramid = model_checkpoint(tmp_path / "all.pt")  # small serves x2, x4, x8 at once
     assert load_model(pyramid, scale=8)[0].output_scales == (2, 4, 8)
 
 
@@ -220,12 +215,13 @@ def test_a_scale_no_network_can_serve_is_a_usage_error(tmp_path, scale):
 
 def test_checkpoint_whose_config_or_weights_do_not_fit_is_refused(tmp_path):
     unknown = tmp_path / "unknown.pt"
-    config = TrainConfig(preset="quick", model_options=TINY_MODEL).to_dict()
-    save_checkpoint(unknown, {"config": {**config, "preset": "huge"}, "model": {}})
-    with pytest.raises(CheckpointError, match="no model this srlib can build.*'huge'"):
+    config = TrainConfig(model=TINY_MODEL).to_dict()
+    save_checkpoint(unknown, {"config": {**config, "model": {**config["model"], "depth": 3}},
+                              "model": {}})
+    with pytest.raises(CheckpointError, match="no model this srlib can build.*depth"):
         load_model(unknown)
     misfit = tmp_path / "misfit.pt"
-    wider = TrainConfig(preset="quick", model_options={**TINY_MODEL, "channels": 16})
+    wider = TINY_MODEL.replace(channels=16)
     save_checkpoint(misfit, {"config": config, "model": build_model(wider).state_dict()})
     with pytest.raises(CheckpointError, match="weights do not fit"):
         load_model(misfit)
@@ -328,12 +324,12 @@ def test_temporaries_of_killed_writers_are_removed_by_the_next_write(tmp_path):
 def test_weights_with_nan_or_inf_are_never_written(tmp_path):
     path = model_checkpoint(tmp_path / "last.pt")
     before = path.read_bytes()
-    config = TrainConfig(preset="quick", model_options=TINY_MODEL)
-    weights = build_model(config).state_dict()
+    weights = build_model(TINY_MODEL).state_dict()
     name = next(iter(weights))
     weights[name][0] = float("inf")
     with pytest.raises(TrainingError) as error:
-        save_checkpoint(path, {"config": config.to_dict(), "model": weights, "step": 7})
+        save_checkpoint(path, {"config": TrainConfig(model=TINY_MODEL).to_dict(), "model": weights,
+                               "step": 7})
     assert_one_line(str(error.value), str(path), "NaN or Inf at step 7", name, "is kept")
     assert path.read_bytes() == before
 
@@ -417,9 +413,8 @@ DRIVER = textwrap.dedent("""
     import json, sys
     import torch
     torch.set_num_threads(1)  # as this test process (fixture one_thread)
-    from srlib.config import TrainConfig
-    from srlib.train import train
-    train(TrainConfig(**json.loads(sys.argv[1])), progress=False)
+    from srlib.train import TrainConfig, train
+    train(TrainConfig.from_dict(json.loads(sys.argv[1])), progress=False)
 """)
 
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from srlib.checkpoint import export_model, load_checkpoint, load_model
-from srlib.config import TrainConfig, preset_config
 from srlib.errors import CheckpointError, TrainingError
-from srlib.train import train
+from srlib.model import PRESETS
+from srlib.train import TrainConfig, learning_rate, preset_config, train
 
 TINY_MODEL = {"feature_width": 8, "channels": 8, "se_reduction": 4}
 
@@ -19,7 +19,8 @@ def image_folder(make_image_folder):
 
 
 def tiny_config(folder, run_dir, **changes) -> TrainConfig:
-    values = {"preset": "quick", "scale": 2, "model_options": TINY_MODEL, "data": str(folder),
+    model = PRESETS["small"].replace(**{**TINY_MODEL, **changes.pop("model_changes", {})})
+    values = {"model": model.for_scale(2), "data": str(folder),
               "patch_size": 8, "batch_size": 4, "patches_per_image": 4, "lr": 2e-3,
               "loss": "l1", "max_steps": 12, "epochs": 100, "checkpoint_every": 4,
               "run_dir": str(run_dir), "precision": "fp32", "device": "cpu"}
@@ -29,8 +30,8 @@ def tiny_config(folder, run_dir, **changes) -> TrainConfig:
 
 def test_tiny_overfit_drives_the_loss_down(image_folder, tmp_path):
     # Without the bicubic skip the network starts far from the target and must learn it all.
-    options = {**TINY_MODEL, "global_skip": False}
-    config = tiny_config(image_folder, tmp_path, max_steps=60, model_options=options)
+    config = tiny_config(image_folder, tmp_path, max_steps=60,
+                         model_changes={"global_skip": False})
     history = train(config, progress=False)
     assert len(history["loss"]) == 60
     first, last = np.mean(history["loss"][:5]), np.mean(history["loss"][-5:])
@@ -64,8 +65,6 @@ def test_checkpoint_round_trip_rebuilds_the_same_network(image_folder, tmp_path)
         torch.testing.assert_close(tensor, state["model"][name])
     with pytest.raises(CheckpointError, match="serves x2, not x4"):
         load_model(tmp_path / "last.pt", scale=4)
-    with pytest.raises(CheckpointError, match="'quick' model, not 'seed'"):
-        load_model(tmp_path / "last.pt", preset="seed")
     exported = export_model(tmp_path / "last.pt", tmp_path / "shipped.pt")
     assert "optimizer" not in load_checkpoint(exported)
     shipped, _ = load_model(exported, scale=2)
@@ -84,7 +83,48 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(image_folder, tmp
     assert (tmp_path / "last.pt").read_bytes() == before
 
 
-def test_quick_preset_is_a_valid_config():
-    config = preset_config("quick")
-    assert config.preset == "quick" and config.data == "default"
-    assert TrainConfig.from_dict(config.to_dict()) == config
+def test_training_presets_are_valid_configs():
+    for name in ("small", "seed"):
+        config = preset_config(name)
+        assert TrainConfig.from_dict(config.to_dict()) == config
+    assert preset_config("small").model == PRESETS["small"]
+    assert preset_config("small", scale=2).model.output_scales == (2,)
+
+
+def test_learning_rate_schedules_match_their_closed_forms():
+    step = TrainConfig(lr=1.0, lr_decay_epochs=2, lr_decay=0.1)
+    assert [learning_rate(step, s, 100, 10) for s in (0, 19, 20, 40)] == [1.0, 1.0, 0.1,
+                                                                          pytest.approx(0.01)]
+    cosine = TrainConfig(lr=1.0, schedule="cosine", warmup_steps=10)
+    assert learning_rate(cosine, 0, 110, 10) == pytest.approx(0.1)  # warm-up: (step+1)/10
+    assert learning_rate(cosine, 9, 110, 10) == pytest.approx(1.0)
+    assert learning_rate(cosine, 60, 110, 10) == pytest.approx(0.5)  # half-way down
+    assert learning_rate(cosine, 110, 110, 10) == pytest.approx(0.0)
+
+
+def test_init_starts_from_weights_with_a_fresh_schedule_and_records_lineage(image_folder,
+                                                                             tmp_path):
+    first = train(tiny_config(image_folder, tmp_path / "first", max_steps=4), progress=False)
+    exported = export_model(first["checkpoint"], tmp_path / "first.pt")
+    config = tiny_config(image_folder, tmp_path / "second", max_steps=4, init=str(exported))
+    second = train(config, progress=False)
+    assert second["step"] == [1, 2, 3, 4]  # a fresh run: its own steps and schedule
+    (stage,) = second["lineage"]
+    assert stage["init_from"] == str(exported) and stage["steps"] == 4
+    assert stage["patches"] == first["patches"]
+    # It started from the first run's weights: its first loss is the first run's last level,
+    # not a fresh network's.
+    fresh = train(tiny_config(image_folder, tmp_path / "fresh", max_steps=1), progress=False)
+    assert abs(second["loss"][0] - first["loss"][-1]) < abs(fresh["loss"][0] - first["loss"][-1])
+    with pytest.raises(CheckpointError, match="do not fit"):
+        wide = tiny_config(image_folder, tmp_path / "wide", max_steps=1, init=str(exported),
+                           model_changes={"channels": 16})
+        train(wide, progress=False)
+
+
+def test_progress_lines_go_to_the_terminal_and_the_log(image_folder, tmp_path, capsys):
+    train(tiny_config(image_folder, tmp_path, max_steps=12), progress=True)
+    printed = capsys.readouterr().out
+    assert "step 12/12" in printed and "ETA" in printed and "loss" in printed
+    assert "expected time:" in printed
+    assert "step 12/12" in (tmp_path / "train.log").read_text()
