@@ -356,7 +356,7 @@ def test_a_successful_upscale_prints_nothing_on_stderr(subprocess_results):
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [["train", "--dry-run"], ["bench", "--quick", "--dry-run"]])
+@pytest.mark.parametrize("command", [["train", "--dry-run"], ["bench", "--short", "--dry-run"]])
 def test_the_command_runs_with_a_passive_wait_policy_unless_set(command):
     env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
     env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")

@@ -5,8 +5,6 @@
 - `srlib.tools.download`: the benchmark sets, DIV2K and the 291 training images: what to fetch.
 - `srlib.tools.fetch`: how: checked, resumable downloads and safe, atomic extraction.
 - `srlib.tools.bench`: training and inference speed on this machine.
-- `srlib.tools.accelerate`: `accelerate(model)`, opt-in CPU convolutions, kept while the
-  bench shows they pay.
 - `srlib.tools.notebook`, `srlib.tools.sweep`: chapters as parameterised programs.
 
 The tools import the core (`srlib.*`); the core never imports the tools. Nothing is imported

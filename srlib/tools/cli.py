@@ -355,14 +355,12 @@ def run_download(args: argparse.Namespace) -> int:
 def add_bench(parser: argparse.ArgumentParser) -> None:
     from srlib.model import PRESETS
 
-    parser.add_argument("--quick", action="store_true",
+    parser.add_argument("--short", action="store_true",
                         help="small sizes, one inference run: a few minutes on a 2-core CPU")
     parser.add_argument("--json", type=Path, help="also write the full result to this file")
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS),
                         metavar="PRESET",
                         help=f"model presets to time (default: {' '.join(PRESETS)})")
-    parser.add_argument("--no-accelerate", action="store_true",
-                        help="leave out the fast path + srlib.tools.accelerate variant")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=int, help="intra-op threads (default: PyTorch's)")
     parser.add_argument("--dry-run", action="store_true",
@@ -377,13 +375,12 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     if args.dry_run:
-        plan = bench.QUICK if args.quick else bench.FULL
+        plan = bench.SHORT if args.short else bench.FULL
         print(json.dumps({"presets": args.presets, "plan": plan.__dict__}, default=str))
         print(f"{WAIT_POLICY}={os.environ.get(WAIT_POLICY, '(unset)')}")
         return 0
-    result = bench.run_bench(quick=args.quick, presets=args.presets, device=args.device,
-                             threads=args.threads, accelerated=not args.no_accelerate,
-                             wait_policy="inherit",
+    result = bench.run_bench(short=args.short, presets=args.presets, device=args.device,
+                             threads=args.threads, wait_policy="inherit",
                              log=lambda line: print(line, file=sys.stderr, flush=True))
     print(bench.format_report(result))
     if args.json is not None:
