@@ -134,10 +134,10 @@ def bicubic_rows(scale: int) -> tuple[list[dict], list[dict]]:
 
 
 def ablation(args: argparse.Namespace) -> int:
+    import torch
+
     from srlib.hardware import describe_hardware
     from srlib.train import provenance
-
-    import torch
 
     out, runs_dir = Path(args.out), Path(args.runs)
     out.mkdir(parents=True, exist_ok=True)
