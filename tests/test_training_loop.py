@@ -34,7 +34,7 @@ def train_loop():
     assert len(chapter_cells("training-loop")) == 1, "expected one cell tagged training-loop"
     # The imports cell reads parameters the parameters cell defines.
     for source in chapter_cells("parameters") + sources:
-        exec(compile(source, str(CHAPTER), "exec"), namespace)
+        exec(compile(source, str(CHAPTER), "exec"), namespace)  # noqa: S102 (our chapter)
     return namespace["train_loop"]
 
 
