@@ -348,9 +348,10 @@ def ablation_conclusion(table: list[dict]) -> str:
 
     For each (set, metric): the variants whose interval lies above the baseline, below it, or
     touches 0, and the best: the variant with the highest mean difference when its interval
-    lies above 0; the baseline when every variant lies below it; else no single winner (said
-    with the variants above the baseline, if any). Highest mean is not a paired test between
-    two variants: the wording never claims one variant beats another, only the baseline.
+    lies above 0 (naming the variants whose mean lies inside its interval); the baseline when
+    every variant lies below it; else no single winner (said with the variants above the
+    baseline, if any). Highest mean is not a paired test between two variants: the wording
+    never claims one variant beats another, only the baseline.
 
     Returns:
         Markdown, one bullet per (set, metric), in the order of `table`.
@@ -373,7 +374,10 @@ def ablation_conclusion(table: list[dict]) -> str:
         best = max(rows, key=lambda row: row["mean"])
         above = [row["variant"] for row in rows if verdict(row) == "better"]
         if verdict(best) == "better":
-            winner = f"best: **{best['variant']}** (the highest mean, above {baseline})"
+            close = [row["variant"] for row in rows
+                     if row is not best and row["mean"] >= best["low"]]
+            within = f"; {', '.join(close)} within its interval" if close else ""
+            winner = f"best: **{best['variant']}** (the highest mean, above {baseline}{within})"
         elif above:
             winner = (f"no single winner ({', '.join(above)} above {baseline}, but "
                       f"{best['variant']} has the highest mean)")

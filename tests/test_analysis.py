@@ -94,6 +94,12 @@ def test_conclusion_names_the_winner_and_the_losers():
     assert "not distinguishable from mse: charbonnier" in text
 
 
+def test_conclusion_names_runners_up_inside_the_winners_interval():
+    text = ablation_conclusion([row("l1", 0.10, 0.05, 0.15), row("charbonnier", 0.06, 0.02, 0.1),
+                                row("dssim", 0.04, 0.01, 0.07)])
+    assert "best: **l1** (the highest mean, above mse; charbonnier within its interval)" in text
+
+
 def test_conclusion_without_a_clear_winner():
     text = ablation_conclusion([row("l1", 0.02, -0.01, 0.05), row("dssim", -0.01, -0.03, 0.01)])
     assert "no clear winner over mse" in text
