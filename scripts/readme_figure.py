@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from srlib.checkpoint import load_model
-from srlib.datasets import default_images
+from srlib.data import default_images
 from srlib.imageio import load_image, to_tensor
 from srlib.infer import upscale
 from srlib.metrics import psnr
@@ -31,11 +31,11 @@ def main() -> None:
     scale = 4
     path = next(p for p in default_images() if p.stem == "astronaut")
     hr = to_tensor(load_image(path))[None, :, 40:232, 160:352]  # (1, 3, 192, 192): the face
-    lr = degrade(hr, scale)
+    lr_image = degrade(hr, scale)
     model, _ = load_model(args.checkpoint, scale=scale)
     images = {
-        "bicubic": quantize(imresize(lr, scale).clamp(0, 1)),
-        "srlib pretrained": quantize(upscale(model, lr, scale)),
+        "bicubic": quantize(imresize(lr_image, scale).clamp(0, 1)),
+        "srlib pretrained": quantize(upscale(model, lr_image, scale)),
     }
     figure, axes = plt.subplots(1, 3, figsize=(9, 3.3))
     for axis, (title, image) in zip(axes, [*images.items(), ("ground truth", hr)]):

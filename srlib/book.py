@@ -38,12 +38,14 @@ def retrain_mode() -> bool:
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:
-    """The book's root (the folder holding ``_toc.yml``) above `start` (default: the cwd)."""
+    """The book's root: the folder holding ``_toc.yml`` above `start` (default: the cwd), else
+    the checkout srlib is installed from (an editable install), else `start`."""
     start = Path(start or Path.cwd()).resolve()
     for folder in (start, *start.parents):
         if (folder / "_toc.yml").is_file():
             return folder
-    return start
+    checkout = Path(__file__).resolve().parents[1]
+    return checkout if (checkout / "_toc.yml").is_file() else start
 
 
 def book_run_dir(name: str, *, quick: bool | None = None) -> Path:
