@@ -196,7 +196,7 @@ class PatchSampler:
         return int(torch.randint(high, (1,), generator=self.generator))
 
     def sample(self, batch_size: int) -> tuple[Tensor, dict[int, Tensor]]:
-        """Returns (lr (B, 3, p, p), {scale: hr (B, 3, s*p, s*p)}), float32 in [0, 1]."""
+        """Returns (lr_image (B, 3, p, p), {scale: hr (B, 3, s*p, s*p)}), float32 in [0, 1]."""
         side = self.max_scale * self.patch_size
         crops = []
         for _ in range(batch_size):
@@ -215,8 +215,8 @@ class PatchSampler:
             scale: hr if scale == self.max_scale else degrade(hr, self.max_scale // scale)
             for scale in self.scales
         }
-        lr = degrade(hr, self.max_scale)  # (B, 3, Sp, Sp) -> (B, 3, p, p)
-        return lr, targets
+        lr_image = degrade(hr, self.max_scale)  # (B, 3, Sp, Sp) -> (B, 3, p, p)
+        return lr_image, targets
 
 
 def load_hr_images(paths: list[Path], min_size: int = 0) -> list[Tensor]:

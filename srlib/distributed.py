@@ -1,6 +1,6 @@
 """Data-parallel training across processes (torch.distributed DDP), launched with torchrun.
 
-    torchrun --nproc_per_node=2 -m srlib train --config quick            # 2 CPU processes
+    torchrun --nproc_per_node=2 -m srlib train --config small            # 2 CPU processes
     torchrun --nproc_per_node=8 -m srlib train --config seed --device cuda
     torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d \\
              --rdzv_endpoint=HOST:29500 -m srlib train --config seed --device cuda

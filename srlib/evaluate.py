@@ -37,21 +37,21 @@ __all__ = ["GREY_TREATMENTS", "Upscaler", "bicubic_upscaler", "evaluate", "forma
 
 GREY_TREATMENTS = ("grey", "ycbcr")
 
-# (lr (1, 3, h, w) float in [0, 1], scale) -> sr (1, 3, scale*h, scale*w)
+# (lr_image (1, 3, h, w) float in [0, 1], scale) -> sr (1, 3, scale*h, scale*w)
 Upscaler = Callable[[Tensor, int], Tensor]
 
 
-def bicubic_upscaler(lr: Tensor, scale: int) -> Tensor:
-    """The bicubic baseline: MATLAB `imresize(lr, scale, 'bicubic')` in float64.
+def bicubic_upscaler(lr_image: Tensor, scale: int) -> Tensor:
+    """The bicubic baseline: MATLAB `imresize(lr_image, scale, 'bicubic')` in float64.
 
     Args:
-        lr: (B, C, h, w) float in [0, 1].
+        lr_image: (B, C, h, w) float in [0, 1].
         scale: integer factor.
 
     Returns:
         (B, C, scale*h, scale*w) float64, not rounded or clamped (evaluate rounds).
     """
-    return imresize(lr.to(torch.float64), float(scale))
+    return imresize(lr_image.to(torch.float64), float(scale))
 
 
 def _protocol(shave: int, y_channel: bool, ssim_padding: str, grey_as: str) -> dict:
@@ -68,10 +68,10 @@ def _score_image(
     rgb = modcrop(rgb, scale)
     # float64 throughout: the quoted numbers must not depend on float32 rounding.
     hr = torch.from_numpy(rgb.astype(np.float64) / 255.0).permute(2, 0, 1)[None]  # (1,3,H,W)
-    lr = degrade(hr, scale)  # (1, 3, H, W) -> (1, 3, H/s, W/s)
+    lr_image = degrade(hr, scale)  # (1, 3, H, W) -> (1, 3, H/s, W/s)
     # float32 for the upscaler, as models compute; values k/255 to float32 precision (the
     # bicubic baseline moves by < 1e-5 dB against a float64 LR).
-    sr = upscaler(lr.float(), scale)
+    sr = upscaler(lr_image.float(), scale)
     if tuple(sr.shape) != tuple(hr.shape):
         raise ValueError(
             f"{name}: upscaler returned shape {tuple(sr.shape)}, expected {tuple(hr.shape)}"
@@ -105,7 +105,7 @@ def evaluate(
     """PSNR / SSIM of an upscaler on benchmark sets, the published protocol.
 
     Args:
-        upscaler: callable (lr, scale) -> sr. lr is (1, 3, h, w) float32 on the CPU, in
+        upscaler: callable (lr_image, scale) -> sr. lr_image is (1, 3, h, w) float32 on the CPU, in
             [0, 1] on the 8-bit grid; sr must be (1, 3, scale*h, scale*w), any float dtype
             and device; it is rounded to 8 bits before scoring.
         sets: set name -> folder of HR images (e.g. {"Set5": Path(".../Set5")}).

@@ -1,10 +1,9 @@
 """Which device and number format to compute in.
 
 bf16 autocast pays on a CPU only when it has native bf16 matrix units (AMX or AVX512-BF16):
-there, 3x3 convs in channels_last run several times faster than fp32. Without them PyTorch
-emulates bf16 and it runs slower than fp32 (measured on a 2-core AMD EPYC with AVX2 only:
-a 128-channel 3x3 conv, batch 8 at 64x64, took 0.06 s in fp32 channels_last and 0.62 s in
-bf16). So 'auto' asks the hardware instead of assuming.
+there, 3x3 convs in channels_last run faster than fp32. Without them PyTorch emulates bf16
+and it runs several times slower than fp32 (README, "Performance"). So 'auto' asks the
+hardware instead of assuming.
 """
 
 from __future__ import annotations
@@ -105,11 +104,10 @@ def configure_backends(device: torch.device) -> None:
 
     On a CPU: glibc's allocator is told to keep freed blocks of up to 1 GiB for reuse instead
     of returning them to the kernel. Its default maps every block over 32 MiB afresh, so each
-    large activation costs a page fault per 4 KiB page: measured on 2 cores, tiled inference
-    of the quick preset took 40% less CPU time and a quick training step 12% less, for about
-    100 MiB more resident memory. Threads: PyTorch's default (one per core) is right; on a
-    machine shared with other jobs, start Python with OMP_WAIT_POLICY=PASSIVE (libgomp reads
-    it only when it loads; see `srlib.bench`).
+    large activation costs a page fault per 4 KiB page, a large share of inference time on a
+    small CPU, for about 100 MiB more resident memory. Threads: PyTorch's default (one per
+    core) is right; on a machine shared with other jobs, OMP_WAIT_POLICY=PASSIVE keeps waiting
+    threads from spinning (libgomp reads it when torch loads; the `srlib` command sets it).
     """
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
