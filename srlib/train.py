@@ -301,7 +301,7 @@ def _train(config: TrainConfig, world: distributed.World, device: torch.device, 
     model.set_gradient_checkpointing(config.gradient_checkpointing)
     lineage = []
     if config.init is not None:
-        lineage = _load_init(model, config.init)
+        lineage = _load_init(model, config.init, config.model)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_function = parse_loss(config.loss)
@@ -397,10 +397,17 @@ def _train(config: TrainConfig, world: distributed.World, device: torch.device, 
     return history
 
 
-def _load_init(model, init: str) -> list[dict]:
+def _load_init(model, init: str, config_model: Preset) -> list[dict]:
     """Load the weights of checkpoint `init` into `model`; the lineage to record."""
     state = load_checkpoint(init)
     path = resolve(init)
+    saved = preset_from_config(state["config"])
+    if saved != config_model:
+        differing = [field for field in saved.__dataclass_fields__
+                     if getattr(saved, field) != getattr(config_model, field)]
+        raise CheckpointError(f"{path}: holds another network than the config's (differs in "
+                              f"{', '.join(differing)}); pass the checkpoint's network as "
+                              "the config's model")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:

@@ -114,6 +114,12 @@ def run_train(args: argparse.Namespace) -> int:
                if getattr(args, option) is not None}
     if args.model is not None:
         changes["model"] = args.model
+    elif args.init is not None:
+        # Fine-tuning: the network is the one the checkpoint holds, unless --model says otherwise.
+        from srlib.checkpoint import load_checkpoint
+        from srlib.model import preset_from_config
+
+        changes["model"] = preset_from_config(load_checkpoint(args.init)["config"])
     config = preset_config(args.config, scale=args.scale, **changes)
     if args.dry_run:
         print(json.dumps(config.to_dict(), indent=1, default=str))
