@@ -285,7 +285,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, where
     assert_one_line(str(error.value), str(path), reason, "previous file, if any, is intact")
     assert path.read_bytes() == before
     assert files_in(tmp_path) == ["last.pt"]  # the temporary file is gone
-    assert load_checkpoint(path)["config"]["scale"] is None
+    assert tuple(load_checkpoint(path)["config"]["model"]["output_scales"]) == (2, 4, 8)
 
 
 def test_output_folder_under_a_regular_file_is_a_clear_error(tmp_path):
