@@ -56,10 +56,7 @@ rm -rf _build/html _build/jupyter_execute _build/.doctrees _build/screenshots
 mkdir -p _build
 jupyter-book build . -W -n --keep-going 2>&1 | tee _build/build.log
 # Time per chapter, from the executor's log.
-grep -o "Executing notebook using local CWD.*\|Executed notebook in [0-9.]* seconds\|.*notebooks/0[0-9]_[a-z]*.md" \
-    _build/build.log | grep -o "notebooks/0[0-9]_[a-z]*\|Executed notebook in [0-9.]* seconds" \
-    | paste -sd' ' | sed 's/ seconds/ s\n/g' | sed 's/^ *//' || true
-
+grep -o "notebooks/[0-9a-z_]*\.md: Executed notebook in [0-9.]* seconds" _build/build.log || true
 python - <<'PY'
 import sys
 from pathlib import Path
