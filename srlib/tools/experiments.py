@@ -144,6 +144,8 @@ def ablation(args: argparse.Namespace) -> int:
     options = {"out": str(out), "runs": str(runs_dir), "steps": args.steps, "scale": args.scale,
                "patch": args.patch, "batch": args.batch, "lr": args.lr, "threads": args.threads,
                "precision": args.precision}
+    # The code that runs is the code at launch: record that commit, not the one at the end.
+    launched = provenance("", 0.0)["commit"]
     runs = plan(args.seeds, args.design_seeds)
     print(f"ablation: {len(runs)} runs of {args.steps} steps, {args.workers} at a time",
           flush=True)
@@ -172,6 +174,7 @@ def ablation(args: argparse.Namespace) -> int:
     _write_csv(out / "per_image.csv", images)
     record = provenance(" ".join([Path(sys.executable).name, "-m", "srlib.tools.experiments",
                                   *sys.argv[1:]]), time.perf_counter() - wall)
+    record["commit"] = launched
     record["cpu_seconds"] = round(sum(result["cpu_seconds"] for result in results.values()), 1)
     record["options"] = options
     record["hardware"] = describe_hardware(torch.device("cpu"),
