@@ -1,6 +1,8 @@
-"""Draw README's picture: HR crop, bicubic x4 and the pretrained network x4, side by side.
+"""Draw README's pictures: HR crop, bicubic x4 and the pretrained network x4, side by side;
+and chapter 5's PSNR-against-compute figure, copied from the executed chapter.
 
     python scripts/readme_figure.py [--checkpoint pretrained] [--out book/images/readme_comparison.png]
+    python scripts/readme_figure.py --compute-curve   # after bash scripts/build_book.sh
 
 The crop comes from scikit-image's astronaut photograph (NASA, public domain), one of the
 embedded default images; the LR input is made by `srlib.resize.degrade`, as in evaluation.
@@ -27,7 +29,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="pretrained")
     parser.add_argument("--out", type=Path, default=Path("book/images/readme_comparison.png"))
+    parser.add_argument("--compute-curve", action="store_true",
+                        help="copy chapter 5's PSNR-against-compute figure from the built book "
+                             "to book/images/psnr_vs_compute.png")
     args = parser.parse_args()
+    if args.compute_curve:
+        copy_compute_curve(Path("_build/jupyter_execute/notebooks/05_results.ipynb"),
+                           Path("book/images/psnr_vs_compute.png"))
+        return
     scale = 4
     path = next(p for p in default_images() if p.stem == "astronaut")
     hr = to_tensor(load_image(path))[None, :, 40:232, 160:352]  # (1, 3, 192, 192): the face
@@ -49,6 +58,21 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
+
+
+def copy_compute_curve(executed: Path, out: Path) -> None:
+    """The PNG output of the cell that plots against training core-hours."""
+    import base64
+    import json
+
+    for cell in json.loads(executed.read_text())["cells"]:
+        if cell["cell_type"] == "code" and "training core-hours" in "".join(cell["source"]):
+            image = next(output["data"]["image/png"] for output in cell["outputs"]
+                         if "image/png" in output.get("data", {}))
+            out.write_bytes(base64.b64decode(image))
+            print(f"wrote {out}")
+            return
+    raise SystemExit(f"{executed}: no PSNR-against-compute figure (build the book first)")
 
 
 if __name__ == "__main__":
