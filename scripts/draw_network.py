@@ -18,10 +18,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from srlib.model import PRESETS, build_model  # noqa: E402
+from srlib.model import PRESETS, build_model
 
 OUTPUT = Path(__file__).resolve().parents[1] / "book" / "images" / "network.svg"
 INPUT_SHAPE = (1, 3, 32, 32)
@@ -70,7 +70,7 @@ def box(axis, x, y, text, *, width=2.1, height=0.62, color="#e8eef7"):
 
 def arrow(axis, start, end, label="", *, offset=(0.06, 0.0), align="left", color="#333333"):
     axis.annotate("", xy=end, xytext=start,
-                  arrowprops=dict(arrowstyle="-|>", lw=0.8, color=color, shrinkA=2, shrinkB=2))
+                  arrowprops={"arrowstyle": "-|>", "lw": 0.8, "color": color, "shrinkA": 2, "shrinkB": 2})
     if label:
         mid = ((start[0] + end[0]) / 2 + offset[0], (start[1] + end[1]) / 2 + offset[1])
         axis.text(*mid, label, fontsize=6.5, ha=align, va="center", color="#1f3f77")
@@ -112,7 +112,7 @@ def draw_head(axis, model, shapes, sx, s, i):
     box(axis, sx + 0.9, 3.9, "+", width=0.42, height=0.42, color="white")
     arrow(axis, (sx + 0.21, 3.0), (sx + 0.75, 3.75))
     axis.annotate("", xy=(sx + 1.1, 3.75), xytext=(sx + 1.05, 0.0),
-                  arrowprops=dict(arrowstyle="-|>", lw=0.6, color="#999999", ls="--"))
+                  arrowprops={"arrowstyle": "-|>", "lw": 0.6, "color": "#999999", "ls": "--"})
     axis.text(sx + 1.12, 2.2, f"residual_up['{s}'] ConvT\n{shapes[f'up{s}'][0]}\n"
               f"-> {shapes[f'up{s}'][1]}", fontsize=6.5, color="#1f3f77")
     box(axis, sx + 0.9, 4.8, f"to_image['{s}']: conv, LReLU(0.2), conv\n"

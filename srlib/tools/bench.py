@@ -34,7 +34,6 @@ import ctypes
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from pathlib import Path
 import torch
 
 from srlib.errors import SrlibError, UsageError
+from srlib.hardware import cpu_name
 
 # The loss of the seed design; its cost is in the step time, not in the FLOP count.
 LOSS = "dssim"
@@ -106,7 +106,7 @@ def device_info(device: torch.device) -> dict:
     from srlib.hardware import cpu_has_fast_bf16
 
     info = {"type": device.type, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": _cpu_name(), "cores": os.cpu_count(),
+            "cpu": cpu_name(), "cores": os.cpu_count(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpu_native_bf16": cpu_has_fast_bf16()}
     if device.type == "cuda":
@@ -116,16 +116,6 @@ def device_info(device: torch.device) -> dict:
     info["name"] = info.get("gpu") or f"{info['cpu']} ({info['cores']} cores, " \
         f"{info['cpu_capability']}, {info['threads']} threads)"
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _synchronize(device: torch.device) -> None:

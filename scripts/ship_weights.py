@@ -1,0 +1,64 @@
+"""Export a training run as srlib's shipped weights, with its record beside it.
+
+    python scripts/ship_weights.py runs/stage2 srlib/pretrained/pyramid_small_291.pt \
+        --command "srlib train ..." [--sets-root DIR]
+
+Writes the exported checkpoint (config, weights, step, history with lineage; no optimiser
+state) and a `.json` beside it: the command, commit, hardware, steps, patches seen, training
+time, every earlier stage (lineage), the Set5 validation history and the evaluation on Set5 and
+Set14 at every scale the network serves, under the published protocol.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from srlib.checkpoint import export_model, load_checkpoint, load_model
+from srlib.data import benchmark_dir
+from srlib.evaluate import evaluate
+from srlib.infer import as_upscaler
+from srlib.model import count_parameters
+from srlib.train import provenance
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--command", required=True, help="the command that trained the run")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    export_model(args.run_dir / "last.pt", args.out)
+    state = load_checkpoint(args.out)
+    history = state["history"]
+    model, config = load_model(args.out)
+    sets = {name: benchmark_dir(name) for name in ("Set5", "Set14")}
+    rows = evaluate(as_upscaler(model), sets, model.output_scales, method="pretrained")
+    record = {
+        "file": args.out.name,
+        "parameters": count_parameters(model),
+        "config": config.to_dict(),
+        "steps": state["step"],
+        "patches_seen": history["patches"],
+        "train_seconds": round(history["train_seconds"], 1),
+        "hardware": history["hardware"],
+        "command": args.command,
+        "lineage": history.get("lineage", []),
+        "validation_set5": history["val"],
+        "evaluation": [{key: row[key] for key in ("set", "scale", "psnr", "ssim", "n")}
+                       for row in rows],
+        "evaluation_command": "srlib evaluate --checkpoint pretrained --sets Set5 Set14",
+        "exported": provenance(f"python scripts/ship_weights.py {args.run_dir} {args.out}",
+                               time.perf_counter() - started),
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    for row in rows:
+        print(f"{row['set']} x{row['scale']}: {row['psnr']:.2f} dB / {row['ssim']:.4f}")
+
+
+if __name__ == "__main__":
+    with torch.no_grad():
+        main()
