@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--command", required=True, help="the command that trained the run")
+    parser.add_argument("--previous", type=Path,
+                        help="the record (.json) of the shipped weights this run started from")
     args = parser.parse_args()
     started = time.perf_counter()
     export_model(args.run_dir / "last.pt", args.out)
@@ -37,6 +39,19 @@ def main() -> None:
     model, config = load_model(args.out)
     sets = {name: benchmark_dir(name) for name in ("Set5", "Set14")}
     rows = evaluate(as_upscaler(model), sets, model.output_scales, method="pretrained")
+    curve, hours, patches, stage = [], 0.0, 0, 1
+    if args.previous is not None:
+        previous = json.loads(args.previous.read_text())
+        curve = previous.get("curve") or _first_stage_curve(previous)
+        hours = max(point["core_hours"] for point in curve)
+        patches = previous["patches_seen"]
+        stage = 1 + max(point["stage"] for point in curve)
+    # Core-hours: wall time x threads (an upper bound of the CPU time on a shared machine).
+    hours_per_step = history["train_seconds"] / state["step"] * history["hardware"]["threads"] / 3600
+    curve += [{"stage": stage, "step": row["step"],
+               "core_hours": round(hours + row["step"] * hours_per_step, 4),
+               "patches": patches + row["step"] * config.batch_size,
+               "scale": row["scale"], "psnr": row["psnr"]} for row in history["val"]]
     record = {
         "file": args.out.name,
         "parameters": count_parameters(model),
@@ -48,6 +63,7 @@ def main() -> None:
         "command": args.command,
         "lineage": history.get("lineage", []),
         "validation_set5": history["val"],
+        "curve": curve,
         "evaluation": [{key: row[key] for key in ("set", "scale", "psnr", "ssim", "n")}
                        for row in rows],
         "evaluation_command": "srlib evaluate --checkpoint pretrained --sets Set5 Set14",
@@ -57,6 +73,15 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     for row in rows:
         print(f"{row['set']} x{row['scale']}: {row['psnr']:.2f} dB / {row['ssim']:.4f}")
+
+
+def _first_stage_curve(record: dict) -> list[dict]:
+    """Set5 validation points of a srlib 0.1 record (2 threads, per-epoch validation)."""
+    hours_per_step = record["train_seconds"] / record["steps"] * 2 / 3600
+    batch = record["config"]["batch_size"]
+    return [{"stage": 1, "step": row["step"], "core_hours": round(row["step"] * hours_per_step, 4),
+             "patches": row["step"] * batch, "scale": row["scale"], "psnr": row["psnr"]}
+            for row in record["validation_set5"]]
 
 
 if __name__ == "__main__":

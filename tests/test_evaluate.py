@@ -272,15 +272,15 @@ def test_checkpoint_loads_per_scale_and_upscales_through_infer(tiny_sets, tmp_pa
 
 @pytest.mark.skipif(not (BENCHMARKS / "Set5").is_dir(), reason=f"no benchmark sets in {BENCHMARKS}")
 def test_shipped_weights_give_their_recorded_numbers():
-    """The shipped checkpoint (srlib 0.1's config format) loads with today's code and scores
-    what its JSON recorded when it was made: Set5 and Set14 at x2, x4 and x8."""
+    """The shipped checkpoint loads with today's code and scores what its JSON recorded when it
+    was exported: Set5 and Set14 at x2, x4 and x8."""
     import json
 
     from srlib.checkpoint import load_model, resolve
     from srlib.infer import as_upscaler
 
     model, config = load_model("pretrained")
-    assert not config.model.leaky_head  # trained with the seed's ReLU heads
+    assert not config.model.leaky_head  # its first stage was trained with the seed's ReLU heads
     recorded = json.loads(resolve("pretrained").with_suffix(".json").read_text())["evaluation"]
     sets = {name: BENCHMARKS / name for name in ("Set5", "Set14")}
     rows = evaluation.evaluate(as_upscaler(model), sets, (2, 4, 8), method="pretrained")
