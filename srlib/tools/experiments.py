@@ -36,6 +36,14 @@ LOSSES = {"mse": "mse", "dssim": "dssim", "l1": "l1", "charbonnier": "charbonnie
 DESIGNS = {"no-backprojection": {"back_projection": False}, "no-se": {"se_reduction": 0},
            "tied": {"tied": True}}
 DESIGN_LOSS = "charbonnier"
+# The training levers of issue 13, one change at a time from the ablation's Charbonnier run;
+# patch and batch move together so that every step sees the same 9,216 LR pixels.
+LEVERS = {"baseline": ({}, {}),
+          "patch-48-batch-4": ({"patch_size": 48, "batch_size": 4}, {}),
+          "patch-16-batch-36": ({"patch_size": 16, "batch_size": 36}, {}),
+          "lr-5e-4": ({"lr": 5e-4}, {}),
+          "step-schedule": ({"schedule": "step", "lr_decay_epochs": 1}, {}),
+          "width-64-32": ({}, {"feature_width": 64, "channels": 32})}
 
 
 def plan(seeds: int, design_seeds: int) -> list[dict]:
@@ -49,6 +57,13 @@ def plan(seeds: int, design_seeds: int) -> list[dict]:
             runs += [{"name": f"{design}-s{seed}", "loss": DESIGN_LOSS, "design": design,
                       "seed": seed, "changes": changes} for design, changes in DESIGNS.items()]
     return runs
+
+
+def lever_plan(seeds: int) -> list[dict]:
+    """One run per (lever, seed), seed-major."""
+    return [{"name": f"{name}-s{seed}", "loss": DESIGN_LOSS, "design": name, "seed": seed,
+             "changes": changes, "training": training}
+            for seed in range(seeds) for name, (training, changes) in LEVERS.items()]
 
 
 def run_one(run: dict, options: dict) -> dict:
@@ -66,13 +81,14 @@ def run_one(run: dict, options: dict) -> dict:
     out = Path(options["out"])
     sets = {name: benchmark_dir(name) for name in ("Set5", "Set14")}
     model = PRESETS["small"].for_scale(options["scale"]).replace(**run["changes"])
+    training = {"patch_size": options["patch"], "batch_size": options["batch"],
+                "lr": options["lr"], "schedule": "cosine", **run.get("training", {})}
     config = preset_config(
         "small", model=model, loss=LOSSES[run["loss"]], data="train291",
-        patch_size=options["patch"], batch_size=options["batch"], lr=options["lr"],
-        schedule="cosine", warmup_steps=options["steps"] // 20, max_steps=options["steps"],
+        warmup_steps=options["steps"] // 20, max_steps=options["steps"],
         epochs=10_000, seed=run["seed"], run_dir=str(Path(options["runs"]) / run["name"]),
         checkpoint_every=options["steps"], val_data=str(sets["Set5"]),
-        val_every=max(1, options["steps"] // 10), precision=options["precision"])
+        val_every=max(1, options["steps"] // 10), precision=options["precision"], **training)
     started = time.process_time()
     history = train(config, progress=False)
     from srlib.checkpoint import load_model
@@ -146,8 +162,9 @@ def ablation(args: argparse.Namespace) -> int:
                "precision": args.precision}
     # The code that runs is the code at launch: record that commit, not the one at the end.
     launched = provenance("", 0.0)["commit"]
-    runs = plan(args.seeds, args.design_seeds)
-    print(f"ablation: {len(runs)} runs of {args.steps} steps, {args.workers} at a time",
+    runs = (lever_plan(args.seeds) if args.experiment == "levers"
+            else plan(args.seeds, args.design_seeds))
+    print(f"{args.experiment}: {len(runs)} runs of {args.steps} steps, {args.workers} at a time",
           flush=True)
     wall = time.perf_counter()
     results = {}
@@ -193,10 +210,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srlib.tools.experiments",
                                      description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="experiment", required=True)
-    run = sub.add_parser("ablation", help="losses and design changes, several seeds")
+    ablation_parser = sub.add_parser("ablation", help="losses and design changes, several seeds")
+    ablation_parser.add_argument("--seeds", type=int, default=3, help="seeds per loss")
+    ablation_parser.add_argument("--design-seeds", type=int, default=2,
+                                 help="seeds per design change")
+    levers_parser = sub.add_parser(
+        "levers", help="training levers (patch/batch, lr, schedule, width), Charbonnier")
+    levers_parser.add_argument("--seeds", type=int, default=2, help="seeds per lever")
+    for run in (ablation_parser, levers_parser):
+        _common_options(run, run is levers_parser)
+    args = parser.parse_args(argv)
+    return ablation(args)
+
+
+def _common_options(run: argparse.ArgumentParser, levers: bool) -> None:
     run.add_argument("--steps", type=int, default=1000)
-    run.add_argument("--seeds", type=int, default=3, help="seeds per loss")
-    run.add_argument("--design-seeds", type=int, default=2, help="seeds per design change")
     run.add_argument("--scale", type=int, default=2)
     run.add_argument("--patch", type=int, default=24, help="LR patch side")
     run.add_argument("--batch", type=int, default=16)
@@ -204,10 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--precision", default="auto")
     run.add_argument("--workers", type=int, default=2)
     run.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    run.add_argument("--out", default="results/ablation")
-    run.add_argument("--runs", default="runs/ablation", help="checkpoints of every run")
-    args = parser.parse_args(argv)
-    return ablation(args)
+    folder = "levers" if levers else "ablation"
+    run.add_argument("--out", default=f"results/{folder}")
+    run.add_argument("--runs", default=f"runs/{folder}", help="checkpoints of every run")
 
 
 if __name__ == "__main__":
