@@ -25,7 +25,6 @@ from pathlib import Path
 
 import torch
 
-from srlib import distributed
 from srlib.checkpoint import (
     atomic_write,
     ensure_writable_folder,
@@ -163,7 +162,7 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int, steps_per_ep
 def training_step(model, optimizer, scaler, loss_function, lr_image: torch.Tensor,
                   targets: dict[int, torch.Tensor], device: torch.device,
                   dtype: torch.dtype = torch.float32, channels_last: bool = False,
-                  world: distributed.World | None = None) -> torch.Tensor:
+                  world: OneProcess | None = None) -> torch.Tensor:
     """One optimiser step on a batch; returns the loss (a detached scalar tensor).
 
     Args:
@@ -174,8 +173,8 @@ def training_step(model, optimizer, scaler, loss_function, lr_image: torch.Tenso
         targets: {scale: (B, 3, s*p, s*p)} float in [0, 1].
         device, dtype: where to compute, and the autocast dtype (torch.float32: none).
         channels_last: feed the batch in channels_last (NHWC) memory format.
-        world: the DDP process group (None: one process); each process passes its slice of
-            the global batch and gets back the loss of the whole global batch.
+        world: the processes (None: one); under DDP each process passes its slice of the
+            global batch and gets back the loss of the whole global batch.
 
     Raises:
         TrainingError: the loss is NaN or Inf (no step is taken; every process raises).
@@ -188,7 +187,7 @@ def training_step(model, optimizer, scaler, loss_function, lr_image: torch.Tenso
     outputs = {scale: image.float() for scale, image in outputs.items()}
     loss = pyramid_loss(loss_function, outputs, targets)
     # Every process checks the global loss, so all of them stop together.
-    global_loss = distributed.mean(loss.detach(), world) if world else loss.detach()
+    global_loss = world.mean(loss.detach()) if world else loss.detach()
     if not torch.isfinite(global_loss):
         raise TrainingError(f"loss is {global_loss.item()}")
     optimizer.zero_grad(set_to_none=True)
@@ -253,8 +252,29 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+class OneProcess:
+    """A run in one process; `srlib.tools.distributed.World` is the DDP one, same methods."""
+
+    rank, size, is_main = 0, 1, True
+
+    def place(self, device):
+        return device
+
+    def shard(self, batch):
+        return batch
+
+    def mean(self, value):
+        return value
+
+    def wrap(self, model, device):
+        return model
+
+    def barrier(self):
+        pass
+
+
 def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
-          stop_after: int | None = None) -> dict:
+          stop_after: int | None = None, world=None) -> dict:
     """Train the network `config` describes and return its history.
 
     Args:
@@ -263,15 +283,15 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
         progress: print progress lines (and append them to `run_dir/train.log`).
         stop_after: stop (checkpointed) after this global step, as if killed there; for tests
             and for notebooks that train in slices.
+        world: the processes of a DDP run (`srlib.tools.distributed.joined`); None: one.
 
     Returns:
         {"step": [int], "loss": [float], "lr": [float], "val": [{"step", "epoch", "set",
         "scale", "psnr", "ssim"}], "train_seconds": float, "patches": int,
         "hardware": {...}, "lineage": [stages before this one], "checkpoint": str}.
 
-    Launched by torchrun (WORLD_SIZE > 1), every process runs this function with the same
-    config and trains its share of each global batch under DDP (`srlib.distributed`); rank 0
-    writes checkpoints and history, and its returned history is the run's.
+    Under DDP every process runs this function with the same config and trains its share of
+    each global batch; rank 0 writes checkpoints and history.
 
     Raises:
         TrainingError: the loss became NaN or Inf (the last good checkpoint is kept).
@@ -279,16 +299,8 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
             written, or `init` is not a usable checkpoint for this network.
         UsageError: the batch does not split evenly across the DDP processes.
     """
-    world, device = distributed.setup(select_device(config.device))
-    try:
-        return _train(config, world, device, resume=resume, progress=progress,
-                      stop_after=stop_after)
-    finally:
-        distributed.teardown(world)
-
-
-def _train(config: TrainConfig, world: distributed.World, device: torch.device, *,
-           resume: bool, progress: bool, stop_after: int | None) -> dict:
+    world = world or OneProcess()
+    device = world.place(select_device(config.device))
     if config.batch_size % world.size:
         raise UsageError(f"batch size {config.batch_size} does not split evenly across "
                          f"{world.size} processes")
@@ -308,7 +320,7 @@ def _train(config: TrainConfig, world: distributed.World, device: torch.device, 
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=tuple(config.betas),
                                  eps=config.eps)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    forward = distributed.wrap(model, world, device)
+    forward = world.wrap(model, device)
     forward = torch.compile(forward) if config.compile else forward
 
     generator = torch.Generator().manual_seed(config.seed)
@@ -365,8 +377,8 @@ def _train(config: TrainConfig, world: distributed.World, device: torch.device, 
             group["lr"] = learning_rate(config, step, total_steps, steps_per_epoch)
         # The whole global batch, drawn identically by every process; each keeps its slice.
         lr_image, targets = sampler.sample(config.batch_size)
-        lr_image = distributed.shard(lr_image, world)
-        targets = {scale: distributed.shard(hr, world) for scale, hr in targets.items()}
+        lr_image = world.shard(lr_image)
+        targets = {scale: world.shard(hr) for scale, hr in targets.items()}
         try:
             loss = training_step(forward, optimizer, scaler, loss_function, lr_image, targets,
                                  device, dtype, config.channels_last, world)
@@ -391,7 +403,7 @@ def _train(config: TrainConfig, world: distributed.World, device: torch.device, 
         if step % config.checkpoint_every == 0 or step == last:
             history["train_seconds"] += time.perf_counter() - started
             save()
-            distributed.barrier(world)  # nobody runs ahead of (or reads) a half-written file
+            world.barrier()  # nobody runs ahead of (or reads) a half-written file
             started = time.perf_counter()
     history["checkpoint"] = str(checkpoint_path)
     return history

@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from srlib import distributed
 from srlib.errors import UsageError
 from srlib.model import PRESETS
+from srlib.tools import distributed
 from srlib.train import TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
@@ -52,8 +52,10 @@ def _free_port() -> int:
 LAUNCHED = """
 import json, os, sys
 from pathlib import Path
+from srlib.tools.distributed import joined
 from srlib.train import TrainConfig, train
-history = train(TrainConfig.from_dict(json.loads(sys.argv[1])), progress=False)
+with joined("cpu") as world:
+    history = train(TrainConfig.from_dict(json.loads(sys.argv[1])), progress=False, world=world)
 rank = os.environ["RANK"]
 Path(sys.argv[2], f"rank{rank}.json").write_text(json.dumps({"rank": int(rank), "loss": history["loss"]}))
 """
@@ -92,15 +94,15 @@ def test_two_gloo_processes_match_one_process(image_folder, tmp_path):
 def test_shard_splits_the_global_batch_in_rank_order():
     batch = torch.arange(12).view(6, 2)
     world = distributed.World(rank=1, size=3)
-    assert torch.equal(distributed.shard(batch, world), batch[2:4])
-    assert distributed.shard(batch, distributed.World()) is batch
+    assert torch.equal(world.shard(batch), batch[2:4])
     with pytest.raises(UsageError, match="does not split evenly across 4 processes"):
-        distributed.shard(batch, distributed.World(rank=0, size=4))
+        distributed.World(rank=0, size=4).shard(batch)
 
 
 def test_one_process_without_torchrun_is_not_distributed(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    world, device = distributed.setup(torch.device("cpu"))
-    assert not world.enabled and world.is_main and device == torch.device("cpu")
-    value = torch.tensor(2.5)
-    assert distributed.mean(value, world) is value
+    with distributed.joined("cpu") as world:
+        assert world.size == 1 and world.is_main
+        assert world.place(torch.device("cpu")) == torch.device("cpu")
+        value = torch.tensor(2.5)
+        assert world.mean(value) is value

@@ -125,8 +125,12 @@ def run_train(args: argparse.Namespace) -> int:
         print(json.dumps(config.to_dict(), indent=1, default=str))
         print(f"{WAIT_POLICY}={os.environ.get(WAIT_POLICY, '(unset)')}")
         return 0
-    history = train(config, resume=not args.no_resume, progress=not args.no_progress)
-    if int(os.environ.get("RANK", "0")) != 0:
+    from srlib.tools.distributed import joined
+
+    with joined(config.device) as world:  # several processes under torchrun, else one
+        history = train(config, resume=not args.no_resume, progress=not args.no_progress,
+                        world=world)
+    if not world.is_main:
         return 0  # under torchrun, rank 0 reports
     seconds = history["train_seconds"]
     final = history["loss"][-1] if history["loss"] else math.nan
