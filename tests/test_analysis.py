@@ -1,23 +1,44 @@
-"""The ablation chapter's analysis helpers (srlib.book): intervals, verdicts, conclusions."""
+"""The ablation chapter's analysis, written out in its cells: intervals, verdicts, conclusions.
+
+The cells of `notebooks/04_ablation.md` tagged `analysis` and `head-units` are read (jupytext)
+and executed; the functions they define are tested here. `late_gain`, which chapters 3 and 4
+share, is srlib.book's.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from srlib.book import (
-    ablation_conclusion,
-    active_head_units,
-    bootstrap_interval,
-    late_gain,
-    mean_and_std,
-    paired_differences,
-    paired_table,
-    verdict,
-)
-from srlib.errors import UsageError
+from srlib.book import late_gain
 from srlib.model import PRESETS, build_model
+
+CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "04_ablation.md"
+
+
+def _chapter_functions() -> dict:
+    import jupytext
+
+    namespace = {"np": np, "torch": torch}
+    cells = [cell.source for cell in jupytext.read(CHAPTER).cells if cell.cell_type == "code"
+             and {"analysis", "head-units"} & set(cell.metadata.get("tags", []))]
+    assert len(cells) >= 5, "the chapter's analysis cells are missing their tags"
+    for source in cells:
+        exec(compile(source, str(CHAPTER), "exec"), namespace)  # noqa: S102 (our chapter)
+    return namespace
+
+
+_chapter = _chapter_functions()
+ablation_conclusion = _chapter["ablation_conclusion"]
+active_head_units = _chapter["active_head_units"]
+bootstrap_interval = _chapter["bootstrap_interval"]
+mean_and_std = _chapter["mean_and_std"]
+paired_differences = _chapter["paired_differences"]
+paired_table = _chapter["paired_table"]
+verdict = _chapter["verdict"]
 
 
 def row(variant, mean, low, high, *, metric="psnr", set_name="Set5", baseline="mse"):
@@ -67,7 +88,7 @@ def test_bootstrap_wider_for_higher_confidence():
 @pytest.mark.parametrize("values, confidence", [([], 0.95), ([1.0, 2.0], 1.0),
                                                 ([1.0, 2.0], 0.0)])
 def test_bootstrap_refuses_bad_input(values, confidence):
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         bootstrap_interval(values, confidence=confidence)
 
 
@@ -151,7 +172,7 @@ def test_paired_table_and_missing_pairs():
     table = paired_table(per_image_rows(), column="loss", baseline="mse", variants=["l1"],
                          sets=["Set5"], metrics=["psnr"])
     assert len(table) == 1 and table[0]["n"] == 4 and verdict(table[0]) == "better"
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         paired_differences(per_image_rows(), column="loss", variant="l1", baseline="mse",
                            metric="psnr", set_name="Set14")
 
@@ -160,7 +181,7 @@ def test_mean_and_std():
     rows = [{"loss": "l1", "psnr": value} for value in (1.0, 2.0, 3.0)]
     assert mean_and_std(rows, "psnr", loss="l1") == (2.0, 1.0, 3)
     assert mean_and_std(rows[:1], "psnr", loss="l1") == (1.0, 0.0, 1)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         mean_and_std(rows, "psnr", loss="mse")
 
 
