@@ -21,7 +21,7 @@ from srlib.data import benchmark_dir
 from srlib.evaluate import evaluate
 from srlib.infer import as_upscaler
 from srlib.model import count_parameters
-from srlib.train import provenance
+from srlib.tools.record import provenance
 
 
 def main() -> None:

@@ -262,14 +262,3 @@ def running_mean(values, window: int) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     window = max(1, min(int(window), len(values)))
     return np.convolve(values, np.ones(window) / window, "valid")
-
-
-def report_progress(step: int, total: int, seconds: float, loss: float, *, first: int = 5) -> None:
-    """Print a plain progress line for a training loop written in a chapter: at step `first`
-    the expected time of the steps left (measured from the steps so far), then every tenth of
-    the run and at the end. `seconds`: time since the loop started."""
-    if step == first and step < total:
-        print(f"expected time: {seconds / step * (total - step):.0f} s for the {total - step} "
-              f"steps left ({seconds / step:.2f} s/step over the first {step})", flush=True)
-    if step % max(1, total // 10) == 0 or step == total:
-        print(f"step {step}/{total}  {seconds:.0f} s  loss {loss:.4f}", flush=True)

@@ -1,15 +1,12 @@
 """Training: a frozen config, and a function that runs it and returns a plain history.
 
-    config = preset_config("small", max_steps=300)
-    history = train(config)
+    history = train(preset_config("small", max_steps=300))
     plt.plot(history["step"], history["loss"])
 
-The loop, as chapter 3 writes it out in cells: draw a batch of paired patches, forward, the
-loss summed over every output scale, backward, an Adam step, the learning rate of the next
-step from `learning_rate`. Checkpoints (`run_dir/last.pt`) hold everything a run needs to
-continue exactly where it stopped; calling `train` again with the same config resumes. A run
-started with `init=CHECKPOINT` starts from that checkpoint's weights with a fresh optimiser and
-schedule, and records the checkpoint's lineage.
+The loop is chapter 3's (a batch of paired patches, forward, the loss summed over the output
+scales, backward, an Adam step). `run_dir/last.pt` holds all a run needs to continue where it
+stopped; `init=CHECKPOINT` starts from a checkpoint's weights with a fresh optimiser and
+schedule, and records its lineage.
 """
 
 from __future__ import annotations
@@ -17,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,14 +162,12 @@ def training_step(model, optimizer, scaler, loss_function, lr_image: torch.Tenso
 
     Args:
         model: the network, or its compiled or DDP-wrapped version.
-        optimizer, scaler: the optimiser and the `torch.amp.GradScaler` (disabled unless fp16).
+        optimizer, scaler: Adam and a `torch.amp.GradScaler` (disabled unless fp16).
         loss_function: (sr, hr) -> scalar, summed over the scales by `pyramid_loss`.
-        lr_image: (B, 3, p, p) LR patches, float in [0, 1], any device.
-        targets: {scale: (B, 3, s*p, s*p)} float in [0, 1].
+        lr_image: (B, 3, p, p) LR patches in [0, 1]; targets: {scale: (B, 3, s*p, s*p)}.
         device, dtype: where to compute, and the autocast dtype (torch.float32: none).
         channels_last: feed the batch in channels_last (NHWC) memory format.
-        world: the processes (None: one); under DDP each process passes its slice of the
-            global batch and gets back the loss of the whole global batch.
+        world: the processes (None: one); under DDP the loss returned is the global batch's.
 
     Raises:
         TrainingError: the loss is NaN or Inf (no step is taken; every process raises).
@@ -213,9 +206,10 @@ def validate(model, folder: str | Path, scales, device: torch.device) -> list[di
 
 
 class Progress:
-    """Plain-text progress lines (step, rate, ETA, loss) on stdout and in the run's log."""
+    """Progress lines (step, s/step, ETA, loss; the expected time after 10 steps) on stdout
+    and appended to `log`, for a run of `total` steps resumed at step `start`."""
 
-    def __init__(self, total: int, start: int, log: Path | None, enabled: bool):
+    def __init__(self, total: int, start: int = 0, log: Path | None = None, enabled: bool = True):
         self.total, self.start, self.log, self.enabled = total, start, log, enabled
         self.started = time.perf_counter()
         self.last_line = self.started
@@ -290,13 +284,10 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
         "scale", "psnr", "ssim"}], "train_seconds": float, "patches": int,
         "hardware": {...}, "lineage": [stages before this one], "checkpoint": str}.
 
-    Under DDP every process runs this function with the same config and trains its share of
-    each global batch; rank 0 writes checkpoints and history.
-
     Raises:
         TrainingError: the loss became NaN or Inf (the last good checkpoint is kept).
-        CheckpointError: the run folder holds a checkpoint of another config, or cannot be
-            written, or `init` is not a usable checkpoint for this network.
+        CheckpointError: the run folder holds another config's checkpoint or cannot be
+            written, or `init` does not fit this network.
         UsageError: the batch does not split evenly across the DDP processes.
     """
     world = world or OneProcess()
@@ -445,19 +436,3 @@ def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
 
 def _plain(value):
     return json.loads(json.dumps(value))
-
-
-def provenance(command: str, wall_seconds: float, device: torch.device | None = None,
-               dtype: torch.dtype = torch.float32) -> dict:
-    """What a results file records of the run that made it: command, commit, hardware, time."""
-    import subprocess
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return {"command": command, "commit": commit, "wall_seconds": round(wall_seconds, 1),
-            "date": time.strftime("%Y-%m-%d"), "python": platform.python_version(),
-            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            **describe_hardware(device or torch.device("cpu"), dtype)}

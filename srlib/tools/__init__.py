@@ -6,6 +6,9 @@
 - `srlib.tools.fetch`: how: checked, resumable downloads and safe, atomic extraction.
 - `srlib.tools.bench`: training and inference speed on this machine.
 - `srlib.tools.notebook`, `srlib.tools.sweep`: chapters as parameterised programs.
+- `srlib.tools.distributed`: DDP training under torchrun.
+- `srlib.tools.experiments`, `srlib.tools.lapsrn`, `srlib.tools.record`: the long runs behind
+  `results/`, and what each results file records of the run that made it.
 
 The tools import the core (`srlib.*`); the core never imports the tools. Nothing is imported
 here, so `import srlib.tools.download` loads only what downloading needs.

@@ -153,7 +153,7 @@ def ablation(args: argparse.Namespace) -> int:
     import torch
 
     from srlib.hardware import describe_hardware
-    from srlib.train import provenance
+    from srlib.tools.record import provenance
 
     out, runs_dir = Path(args.out), Path(args.runs)
     out.mkdir(parents=True, exist_ok=True)

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="write the rows and provenance as JSON")
     args = parser.parse_args(argv)
-    from srlib.train import provenance
+    from srlib.tools.record import provenance
 
     started = time.perf_counter()
     rows = compare(args.lr_side, repeats=args.repeats, checkpoint=args.checkpoint)
