@@ -171,48 +171,10 @@ def residual_norms(model, x: Tensor) -> list[float]:
 
 
 def published_rows(path: str | os.PathLike | None = None) -> list[dict]:
-    """Published PSNR/SSIM rows (`results/published.csv`) as `srlib.evaluate` rows.
-
-    Returns:
-        [{"set", "scale", "method", "psnr", "ssim", "params_m", "training_data"}], method
-        names suffixed " (published)".
-    """
-    import csv
-
-    path = Path(path) if path is not None else results_dir("published.csv")
-    if not path.is_file():
-        raise UsageError(f"{path}: no table of published results")
-    rows = []
-    with open(path, newline="") as file:
-        for row in csv.DictReader(line for line in file if not line.startswith("#")):
-            rows.append({"set": row["set"], "scale": int(row["scale"]),
-                         "method": f"{row['method']} (published)", "psnr": float(row["psnr"]),
-                         "ssim": float(row["ssim"]), "params_m": row.get("params_m", ""),
-                         "training_data": row.get("training_data", "")})
-    return rows
-
-
-def split_view(before: Tensor, after: Tensor, position: float) -> Tensor:
-    """`before` left of `position` (0..1 of the width), `after` right of it, a white seam."""
-    cut = round(position * before.shape[-1])
-    view = torch.cat([before[..., :cut], after[..., cut:]], dim=-1)  # (.., H, W)
-    view[..., max(0, cut - 1):cut + 1] = 1.0
-    return view
-
-
-def before_after(before: Tensor, after: Tensor, labels=("before", "after")):
-    """An ipywidgets slider that moves the seam between two images (for JupyterLab)."""
-    import ipywidgets
-    import matplotlib.pyplot as plt
-
-    def draw(position: float = 0.5):
-        figure = show_images([split_view(before, after, position)],
-                             [f"{labels[0]} | {labels[1]}"], size=6)
-        plt.show(figure)
-
-    slider = ipywidgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01,
-                                    description="seam", continuous_update=True)
-    return ipywidgets.interactive(draw, position=slider)
+    """Published PSNR/SSIM rows (`results/published.csv`) as `srlib.evaluate` rows: {"set",
+    "scale", "method" (suffixed " (published)"), "psnr", "ssim", "params_m", "training_data"}."""
+    rows = read_csv(path or results_dir("published.csv"))
+    return [{**row, "method": f"{row['method']} (published)"} for row in rows]
 
 
 # ---------------------------------------------------------------------------------------
@@ -236,7 +198,8 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
         return value
 
     with open(path, newline="") as file:
-        return [{key: parse(value) for key, value in row.items()} for row in csv.DictReader(file)]
+        lines = (line for line in file if not line.startswith("#"))  # comment lines: sources
+        return [{key: parse(value) for key, value in row.items()} for row in csv.DictReader(lines)]
 
 
 def late_gain(steps, values, fraction: float = 0.25) -> tuple[float, int, int]:
