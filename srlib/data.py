@@ -1,15 +1,9 @@
 """Training and test images: where they are on disk, and random paired patches cut from them.
 
-Where: a data root (the `root` argument, else $SRLIB_DATA, else ~/.cache/srlib) holds
-`benchmarks/<set>/`, `train/T91/` + `train/BSD200/` and `DIV2K/DIV2K_<split>_HR/`, the layout
-`srlib download NAME` writes. An embedded default needs no download: five photographs inside
-scikit-image's wheel.
-
-Patches: an LR patch is made the way the literature makes LR images: an HR crop of
-`max_scale * p` pixels, MATLAB-bicubic downscaled (`srlib.resize.degrade`, antialiased, rounded
-to 8 bits). The ground truth for every output scale s is the same crop downscaled by
-`max_scale / s`, so a pyramid network is supervised at every level (LapSRN, Lai et al. 2017,
-section 3.2).
+A data root (`root`, else $SRLIB_DATA, else ~/.cache/srlib) holds what `srlib download` writes:
+`benchmarks/<set>/`, `train/T91/` + `train/BSD200/`, `DIV2K/DIV2K_<split>_HR/`. An LR patch is an
+HR crop of `max_scale * p` pixels through `srlib.resize.degrade`; the target at scale s is the same
+crop degraded by `max_scale / s`: a pyramid supervised at every level (LapSRN, Lai 2017, sec. 3.2).
 """
 
 from __future__ import annotations
@@ -29,45 +23,30 @@ from srlib.resize import degrade
 SOURCES = ("default", "train291", "div2k", "div2k-valid")
 ENV_DATA_ROOT = "SRLIB_DATA"
 DEFAULT_DATA_ROOT = Path("~/.cache/srlib")
-# Benchmark set -> number of HR images.
-BENCHMARK_SETS = {"Set5": 5, "Set14": 14, "BSD100": 100, "Urban100": 100}
-# Other names the same sets go by (EDSR's archive calls BSD100 "B100").
-BENCHMARK_ALIASES = {"BSD100": ("BSD100", "B100", "BSDS100")}
+BENCHMARK_SETS = {"Set5": 5, "Set14": 14, "BSD100": 100, "Urban100": 100}  # -> HR images
+BENCHMARK_ALIASES = {"BSD100": ("BSD100", "B100", "BSDS100")}  # EDSR's archive says "B100"
 DIV2K_COUNTS = {"train": 800, "valid": 100}
 COMPLETE_MARKER = ".complete"  # written last into a folder `srlib download` extracted
 
-# Natural colour photographs shipped inside scikit-image's wheel (skimage/data), so they
-# need no download. Left out: greyscale and synthetic images, microscopy, retina.jpg, the
-# mostly black hubble_deep_field.jpg and motorcycle_right.png (a near copy of the left one).
-DEFAULT_IMAGE_NAMES = (
-    "astronaut.png",  # 512 x 512
-    "chelsea.png",  # 451 x 300
-    "coffee.png",  # 600 x 400
-    "rocket.jpg",  # 640 x 427
-    "motorcycle_left.png",  # 741 x 500
-)
+# Five colour photographs from scikit-image's wheel (skimage/data), no download; the smallest is
+# 451 x 300. Left out: retina.jpg, the mostly black hubble_deep_field.jpg, motorcycle_right.png.
+DEFAULT_IMAGE_NAMES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
+                       "motorcycle_left.png")
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data root: `root` if given, else $SRLIB_DATA, else ~/.cache/srlib."""
-    if root is not None:
-        return Path(root).expanduser()
-    return Path(os.environ.get(ENV_DATA_ROOT) or DEFAULT_DATA_ROOT).expanduser()
-
-
-def _looked(places) -> str:
-    return ", ".join(str(place) for place in places)
+    root = root if root is not None else os.environ.get(ENV_DATA_ROOT) or DEFAULT_DATA_ROOT
+    return Path(root).expanduser()
 
 
 def benchmark_dir(name: str, root: str | os.PathLike | None = None) -> Path:
-    """The folder of HR images of a benchmark set.
-
-    Looks in `<root>/<name>`, then `<root>/benchmarks/<name>` (root: see `data_root`); a
-    folder holding an `HR/` subfolder (EDSR's layout) and BSD100's other names count too.
+    """The folder of HR images of a benchmark set: `<root>/<name>`, else `<root>/benchmarks/<name>`.
 
     Args:
-        name: Set5, Set14, BSD100, Urban100 (any case), or any folder name under the root.
-        root: a data folder; None: the data root.
+        name: Set5, Set14, BSD100, Urban100 (any case; BSD100's other names and EDSR's `HR/`
+            subfolder count too), or any folder name under the root.
+        root: a data folder; None: `data_root()`.
 
     Raises:
         UsageError: not found; the message lists where it looked and how to download.
@@ -78,21 +57,16 @@ def benchmark_dir(name: str, root: str | os.PathLike | None = None) -> Path:
     for parent in (base, base / "benchmarks"):
         for alias in BENCHMARK_ALIASES.get(canonical, (canonical,)):
             for folder in (parent / alias, parent / alias / "HR"):
-                looked.append(folder)
+                looked.append(str(folder))
                 if folder.is_dir() and list_images(folder):
                     return folder
     hint = (f"; download it with `srlib download benchmarks --root {base}` or set "
             f"{ENV_DATA_ROOT}" if canonical in BENCHMARK_SETS else "")
-    raise UsageError(f"benchmark set {name!r} not found (looked in {_looked(looked)}){hint}")
+    raise UsageError(f"benchmark set {name!r} not found (looked in {', '.join(looked)}){hint}")
 
 
 def div2k_dir(root: str | os.PathLike | None, split: str) -> Path:
-    """The folder of DIV2K HR images for a split ("train": 800 images, "valid": 100).
-
-    Raises:
-        UsageError: unknown split, not found, or a folder `srlib download` did not complete
-            holding the wrong number of images (a partial copy must not pass for DIV2K).
-    """
+    """The DIV2K HR folder of a split ("train", "valid"); `UsageError` if missing or partial."""
     if split not in DIV2K_COUNTS:
         raise UsageError(f"unknown DIV2K split {split!r}; choose from {sorted(DIV2K_COUNTS)}")
     name, expected = f"DIV2K_{split}_HR", DIV2K_COUNTS[split]
@@ -106,34 +80,24 @@ def div2k_dir(root: str | os.PathLike | None, split: str) -> Path:
                                  f"{expected}; it looks incomplete: run `srlib download div2k "
                                  f"--root {base}`")
             return folder
-    raise UsageError(f"DIV2K {split} not found (looked in {_looked(candidates)}); download it "
-                     f"with `srlib download div2k --root {base}` (about 4 GB)")
+    raise UsageError(f"DIV2K {split} not found (looked in {', '.join(map(str, candidates))}); "
+                     f"download it with `srlib download div2k --root {base}` (about 4 GB)")
 
 
 def train291_dirs(root: str | os.PathLike | None = None) -> list[Path]:
-    """The T91 and BSD200 folders that make the 291-image training set (VDSR's, LapSRN's).
-
-    Looks in `<root>` and `<root>/train` (root: see `data_root`).
-
-    Raises:
-        UsageError: no place holds both folders with images.
-    """
+    """[T91, BSD200] (VDSR's, LapSRN's 291 images) in `<root>/train` or `<root>`, or UsageError."""
     base = data_root(root)
     for parent in (base / "train", base):
         folders = [parent / "T91", parent / "BSD200"]
         if all(folder.is_dir() and list_images(folder) for folder in folders):
             return folders
     raise UsageError(f"the 291-image training set (T91/ and BSD200/) was not found in "
-                     f"{_looked([base / 'train', base])}; download it with `srlib download "
+                     f"{base / 'train'}, {base}; download it with `srlib download "
                      f"train291 --root {base}` or set {ENV_DATA_ROOT}")
 
 
 def default_images() -> list[Path]:
-    """The embedded default data: `DEFAULT_IMAGE_NAMES` inside scikit-image's package.
-
-    Raises:
-        UsageError: scikit-image is not installed or a file is missing from it.
-    """
+    """`DEFAULT_IMAGE_NAMES` inside scikit-image's package; `UsageError` if any is missing."""
     spec = find_spec("skimage")  # found without importing scikit-image
     if spec is None or not spec.submodule_search_locations:
         raise UsageError("scikit-image is not installed; `pip install scikit-image`")
@@ -149,9 +113,8 @@ def hr_paths(data: str, root: str | os.PathLike | None = None) -> list[Path]:
     """The HR image files of a training source.
 
     Args:
-        data: 'default' (photographs inside scikit-image's wheel, no network needed),
-            'train291' (T91 + BSD200), 'div2k' (DIV2K_train_HR), 'div2k-valid', or a folder.
-        root: the data root for 'train291' and 'div2k' (None: see `data_root`).
+        data: 'default' (`default_images`), 'train291', 'div2k', 'div2k-valid', or a folder.
+        root: the data root for 'train291' and 'div2k*'; None: `data_root()`.
     """
     if data == "default":
         return default_images()
@@ -207,22 +170,16 @@ class PatchSampler:
             if self.augment:
                 pose = self._randint(8)
                 crop = torch.rot90(crop, pose % 4, dims=(-2, -1))
-                if pose >= 4:
-                    crop = crop.flip(-1)
+                crop = crop.flip(-1) if pose >= 4 else crop
             crops.append(crop)
         hr = torch.stack(crops).float() / 255  # (B, 3, Sp, Sp)
-        targets = {
-            scale: hr if scale == self.max_scale else degrade(hr, self.max_scale // scale)
-            for scale in self.scales
-        }
+        targets = {scale: hr if scale == self.max_scale else degrade(hr, self.max_scale // scale)
+                   for scale in self.scales}  # {s: (B, 3, s*p, s*p)}
         lr_image = degrade(hr, self.max_scale)  # (B, 3, Sp, Sp) -> (B, 3, p, p)
         return lr_image, targets
 
 
 def load_hr_images(paths: list[Path], min_size: int = 0) -> list[Tensor]:
-    """Decode every image once into a uint8 tensor (3, H, W); too small or bad ones are skipped
-    with a warning naming the file (`srlib.imageio.load_images`)."""
-    return [
-        torch.from_numpy(image).permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)
-        for _, image in load_images(paths, min_size=min_size)
-    ]
+    """Decode every image once into a uint8 tensor (3, H, W); bad or small ones skipped, warned."""
+    return [torch.from_numpy(image).permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)
+            for _, image in load_images(paths, min_size=min_size)]
