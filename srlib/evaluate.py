@@ -33,8 +33,6 @@ from srlib.metrics import SSIM_PADDINGS, psnr, ssim
 from srlib.model import check_scale
 from srlib.resize import degrade, imresize, modcrop, quantize
 
-__all__ = ["GREY_TREATMENTS", "Upscaler", "bicubic_upscaler", "evaluate", "format_table"]
-
 GREY_TREATMENTS = ("grey", "ycbcr")
 
 # (lr_image (1, 3, h, w) float in [0, 1], scale) -> sr (1, 3, scale*h, scale*w)
@@ -42,20 +40,9 @@ Upscaler = Callable[[Tensor, int], Tensor]
 
 
 def bicubic_upscaler(lr_image: Tensor, scale: int) -> Tensor:
-    """The bicubic baseline: MATLAB `imresize(lr_image, scale, 'bicubic')` in float64.
-
-    Args:
-        lr_image: (B, C, h, w) float in [0, 1].
-        scale: integer factor.
-
-    Returns:
-        (B, C, scale*h, scale*w) float64, not rounded or clamped (evaluate rounds).
-    """
+    """The bicubic baseline: MATLAB `imresize(lr_image, scale, 'bicubic')` in float64,
+    (B, C, h, w) in [0, 1] -> (B, C, scale*h, scale*w), not rounded or clamped."""
     return imresize(lr_image.to(torch.float64), float(scale))
-
-
-def _protocol(shave: int, y_channel: bool, ssim_padding: str, grey_as: str) -> dict:
-    return {"y_channel": y_channel, "shave": shave, "ssim": ssim_padding, "grey": grey_as}
 
 
 def _score_image(
@@ -73,9 +60,8 @@ def _score_image(
     # bicubic baseline moves by < 1e-5 dB against a float64 LR).
     sr = upscaler(lr_image.float(), scale)
     if tuple(sr.shape) != tuple(hr.shape):
-        raise ValueError(
-            f"{name}: upscaler returned shape {tuple(sr.shape)}, expected {tuple(hr.shape)}"
-        )
+        raise ValueError(f"{name}: upscaler returned shape {tuple(sr.shape)}, expected "
+                         f"{tuple(hr.shape)}")
     # The published protocol scores 8-bit outputs, as saved images would be.
     sr = quantize(sr.detach().to("cpu", torch.float64))
     if is_grey and grey_as == "grey":
@@ -141,27 +127,20 @@ def evaluate(
             per_image = []
             for path, hr_uint8 in entries:
                 value_psnr, value_ssim, sr = _score_image(
-                    hr_uint8, upscaler, scale, y_channel=y_channel,
-                    ssim_padding=ssim_padding, grey_as=grey_as, name=str(path),
-                    shave=scale if shave is None else shave,
-                )
+                    hr_uint8, upscaler, scale, y_channel=y_channel, ssim_padding=ssim_padding,
+                    grey_as=grey_as, name=str(path), shave=scale if shave is None else shave)
                 per_image.append({"name": path.name, "psnr": value_psnr, "ssim": value_ssim})
                 if save_images is not None:
                     folder = Path(save_images) / set_name / f"x{scale}"
                     folder.mkdir(parents=True, exist_ok=True)
                     save_image(folder / f"{path.stem}.png", sr.float())
-            row = {
-                "set": set_name,
-                "scale": scale,
-                "method": method,
-                # The literature averages per-image PSNR (not the PSNR of the mean MSE).
-                "psnr": float(np.mean([image["psnr"] for image in per_image])),
-                "ssim": float(np.mean([image["ssim"] for image in per_image])),
-                "n": len(per_image),
-                "images": per_image,
-                "protocol": _protocol(scale if shave is None else shave, y_channel,
-                                      ssim_padding, grey_as),
-            }
+            protocol = {"y_channel": y_channel, "shave": scale if shave is None else shave,
+                        "ssim": ssim_padding, "grey": grey_as}
+            # The literature averages per-image PSNR (not the PSNR of the mean MSE).
+            row = {"set": set_name, "scale": scale, "method": method,
+                   "psnr": float(np.mean([image["psnr"] for image in per_image])),
+                   "ssim": float(np.mean([image["ssim"] for image in per_image])),
+                   "n": len(per_image), "images": per_image, "protocol": protocol}
             rows.append(row)
             if log is not None:
                 log(f"{method} {set_name} x{scale}: {row['psnr']:.2f} dB / {row['ssim']:.4f} "
@@ -185,15 +164,8 @@ def _describe(protocol: dict) -> str:
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    """A Markdown table (one line per scale and method, one column per set) plus conventions.
-
-    Args:
-        rows: rows as `evaluate` returns them (or loaded back from its JSON).
-
-    Returns:
-        The table, PSNR to 2 and SSIM to 4 decimals as published tables, followed by a line
-        naming the conventions used (channel, shave, SSIM variant, grey treatment).
-    """
+    """`evaluate`'s rows as a Markdown table (a line per scale and method, a column per set,
+    PSNR to 2 and SSIM to 4 decimals), then a line naming the conventions used."""
     set_names = list(dict.fromkeys(row["set"] for row in rows))
     lines_by_key: dict[tuple[int, str], dict[str, dict]] = {}
     for row in rows:
@@ -201,10 +173,8 @@ def format_table(rows: Sequence[dict]) -> str:
     header = "| scale | method | " + " | ".join(set_names) + " |"
     lines = [header, "|---|---|" + "---|" * len(set_names)]
     for (scale, method), by_set in sorted(lines_by_key.items(), key=lambda item: item[0][0]):
-        cells = [
-            f"{by_set[name]['psnr']:.2f}/{by_set[name]['ssim']:.4f}" if name in by_set else "-"
-            for name in set_names
-        ]
+        cells = [f"{by_set[name]['psnr']:.2f}/{by_set[name]['ssim']:.4f}" if name in by_set
+                 else "-" for name in set_names]
         lines.append(f"| x{scale} | {method} | " + " | ".join(cells) + " |")
     # The shave follows the scale, so the conventions differ only in the other fields.
     conventions = []

@@ -1,9 +1,7 @@
 """Which device and number format to compute in.
 
-bf16 autocast pays on a CPU only when it has native bf16 matrix units (AMX or AVX512-BF16):
-there, 3x3 convs in channels_last run faster than fp32. Without them PyTorch emulates bf16
-and it runs several times slower than fp32 (README, "Performance"). So 'auto' asks the
-hardware instead of assuming.
+bf16 autocast pays on a CPU only with native bf16 units (AMX or AVX512-BF16); elsewhere it is
+emulated, several times slower than fp32 (README, "Performance"): 'auto' asks the hardware.
 """
 
 from __future__ import annotations
@@ -99,15 +97,9 @@ def describe_hardware(device: torch.device, dtype: torch.dtype = torch.float32) 
 def configure_backends(device: torch.device) -> None:
     """Process-wide switches for speed that leave the arithmetic as it is.
 
-    On CUDA: cuDNN autotuning (training feeds fixed sizes, so the search pays once). TF32 is
-    left off, so fp32 stays fp32; the fast path's speed comes from autocast instead.
-
-    On a CPU: glibc's allocator is told to keep freed blocks of up to 1 GiB for reuse instead
-    of returning them to the kernel. Its default maps every block over 32 MiB afresh, so each
-    large activation costs a page fault per 4 KiB page, a large share of inference time on a
-    small CPU, for about 100 MiB more resident memory. Threads: PyTorch's default (one per
-    core) is right; on a machine shared with other jobs, OMP_WAIT_POLICY=PASSIVE keeps waiting
-    threads from spinning (libgomp reads it when torch loads; the `srlib` command sets it).
+    CUDA: cuDNN autotuning (fixed sizes: the search pays once); TF32 stays off. CPU: glibc
+    keeps freed blocks up to 1 GiB for reuse, where by default every block over 32 MiB is
+    mapped afresh and each large activation pays a page fault per 4 KiB page.
     """
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

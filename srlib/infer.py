@@ -1,12 +1,8 @@
 """Inference: upscale an image with a trained network, in overlapping tiles when it is large.
 
-Tiles keep memory bounded whatever the image size: besides the input and the output image,
-only one tile's activations are alive at a time. Neighbouring tiles share `overlap` LR pixels
-and are blended across them. A pixel near a tile edge sees zero padding instead of its
-neighbours and is wrong there by up to tens of 8-bit levels, so the blend gives the outer
-quarter of each overlap zero weight and ramps over its middle half (`_ramp`); with the default
-overlap a tiled output stays within a fraction of an 8-bit level of the untiled one (a test
-checks 1/255). Squeeze-excitation gates each tile by its own means, not the whole image's.
+Tiles keep memory bounded: only one tile's activations are alive at a time. Neighbouring
+tiles share `overlap` LR pixels and are blended there (`_ramp`); a tiled output stays within
+1/255 of the untiled one (tested). Squeeze-excitation gates each tile by its own means.
 """
 
 from __future__ import annotations
@@ -28,13 +24,11 @@ def _positions(length: int, tile: int, overlap: int) -> list[int]:
 
 
 def _ramp(length: int, ramp: int, fade_in: bool, fade_out: bool) -> Tensor:
-    """1-D blending weights over a tile, 1 except on the sides that overlap a neighbour.
+    """1-D blending weights of a tile: across an overlap of `ramp` pixels 0 on the outer
+    quarter, rising over the middle half, 1 on the inner quarter; the neighbour's mirror it.
 
-    Across an overlap of `ramp` pixels a tile's weight is 0 on the outer quarter (the pixels
-    nearest its edge, which saw zero padding instead of the image), rises linearly over the
-    middle half and is 1 on the inner quarter; the neighbour's weight is the mirror image, so
-    the two sum to 1. (A ramp over the whole overlap gave the edge pixels, wrong by tens of
-    levels, enough weight to put seams of 1-2 levels into a trained network's output.)
+    Pixels near a tile edge saw zero padding and are off by tens of levels; a ramp over the
+    whole overlap gave them enough weight for seams of 1-2 levels.
     """
     weight = torch.ones(length)
     if ramp > 0:

@@ -36,12 +36,7 @@ from srlib.resize import imresize
 
 
 def check_scale(scale, *, network: bool = True) -> int:
-    """`scale` as an int if it is an upscaling factor: an integer >= 2, and for a network
-    (`network=True`) a power of two, the only factors srlib networks are built for.
-
-    Raises:
-        UsageError: any other value (e.g. 1, 2.5, or 3 for a network).
-    """
+    """`scale` if it is an integer >= 2 (and, for a network, a power of two); else UsageError."""
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2:
         raise UsageError(f"unsupported scale {scale!r}: an integer factor of at least 2")
     if network and scale & (scale - 1):
@@ -69,15 +64,10 @@ class Preset:
     leaky_head: bool = True  # LeakyReLU(0.2) in the image heads (False: the seed's ReLU)
 
     def for_scale(self, scale: int) -> Preset:
-        """This network narrowed to serve `scale`, keeping its number of blocks.
-
-        A fine-to-coarse preset (LapSRN's order) keeps its stages up to `scale`, the blocks of
-        the dropped stages joining the last kept one. A coarse-to-fine preset (the seed's)
-        shifts every stage so that its last one lands on `scale`.
-
-        Raises:
-            UsageError: `scale` cannot be served by this preset.
-        """
+        """This network narrowed to serve `scale`, keeping its number of blocks: a
+        fine-to-coarse preset (LapSRN's order) keeps its stages up to `scale`, the dropped
+        stages' blocks joining the last one; a coarse-to-fine one (the seed's) shifts every
+        stage so that its last lands on `scale`. UsageError if it cannot."""
         check_scale(scale)
         stages, blocks = self.stage_scales, self.blocks_per_stage
         if stages == tuple(sorted(stages)):
@@ -242,12 +232,10 @@ class Stage(nn.Module):
 
 
 class ImageHead(nn.Module):
-    """Maps stage features to an RGB image: the seed's conv, activation, conv 128->3.
+    """Stage features to an RGB image: the seed's conv, activation, conv 128->3.
 
-    The activation is LeakyReLU(0.2), LapSRN's, not the seed's ReLU: with the last conv
-    starting at zero (so that the network starts at bicubic), Adam switched every ReLU unit
-    of the head off within tens of steps under L1-like losses, and a switched-off ReLU never
-    comes back; a leaky unit does (measured in chapter 4).
+    LeakyReLU(0.2), LapSRN's, not the seed's ReLU: with the last conv starting at zero, L1-like
+    losses switched every ReLU unit of the head off for good within tens of steps (chapter 4).
     """
 
     def __init__(self, channels: int, out_channels: int = 3, *, leaky: bool = True):
@@ -347,13 +335,10 @@ class SRNet(nn.Module):
 
 
 def preset_from_config(config: dict) -> Preset:
-    """The `Preset` stored in a checkpoint's training config (a dict).
+    """The `Preset` in a checkpoint's training config (a dict); UsageError if there is none.
 
-    Checkpoints from before the typed config (srlib 0.1) named a preset ('quick' for today's
-    'small') with a `scale` and `model_options`, and their image heads used ReLU.
-
-    Raises:
-        UsageError: the config describes no network this srlib can build.
+    srlib 0.1 checkpoints named a preset ('quick', today's 'small') with a `scale` and
+    `model_options`, and their image heads used ReLU.
     """
     try:
         if isinstance(config.get("model"), dict):
@@ -378,11 +363,8 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, lr_size: int = 64, *, training: bool = False) -> float:
-    """Multiply-accumulates of one forward pass on a (1, 3, lr_size, lr_size) patch.
-
-    Counted by `torch.utils.flop_counter.FlopCounterMode` (FLOPs = 2 MACs), not estimated.
-    With `training=True`, the forward+backward of one step is counted instead.
-    """
+    """Multiply-accumulates of one forward pass (with `training`, forward + backward) on a
+    (1, 3, lr_size, lr_size) patch, counted by torch's FlopCounterMode (FLOPs = 2 MACs)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     parameter = next(model.parameters())

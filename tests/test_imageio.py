@@ -1,4 +1,4 @@
-"""Every image case srlib's loader promises to handle (see srlib/imageio.py's table)."""
+"""Every image case srlib's loader promises to handle (see srlib/imageio.py's module docstring)."""
 
 from __future__ import annotations
 
