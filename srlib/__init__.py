@@ -1,18 +1,9 @@
 """srlib: multi-scale residual super-resolution networks, measured as the literature measures.
 
-The core, one concept per module, in the order the book meets them:
-
-- `srlib.data`, `srlib.imageio`: where images are, images in, paired patches out.
-- `srlib.resize`: MATLAB-compatible bicubic `imresize`, `degrade`, `modcrop`.
-- `srlib.model`: `SRNet` and its parts, `Preset`, `build_model`.
-- `srlib.losses`: DSSIM, MSE, L1, Charbonnier, weighted sums, multi-scale supervision.
-- `srlib.train`, `srlib.checkpoint`, `srlib.hardware`: runs, checkpoints, devices.
-- `srlib.metrics`, `srlib.infer`, `srlib.evaluate`: PSNR/SSIM, tiled upscaling, tables.
-- `srlib.book`: small helpers the chapters share.
-
-The tooling (command line, downloads, benchmarks, notebook runner, sweeps) lives apart in
-`srlib.tools` and is never imported here. Importing srlib loads modules and nothing else
-happens: no downloads, prints or threads.
+The core, one concept per module: `data`, `imageio`, `resize` (MATLAB bicubic), `model`,
+`losses`, `train`, `checkpoint`, `hardware`, `metrics`, `infer`, `evaluate`, and `book` (what
+the chapters share). The tooling (command line, downloads, benchmarks, notebook runner, DDP)
+lives in `srlib.tools`, never imported here. Importing srlib has no side effects.
 """
 
 from srlib.checkpoint import load_checkpoint, load_model, save_checkpoint

@@ -379,15 +379,3 @@ def count_macs(model: nn.Module, lr_size: int = 64, *, training: bool = False) -
     if training:
         model.zero_grad(set_to_none=True)
     return counter.get_total_flops() / 2
-
-
-def preset_table(names=tuple(PRESETS), lr_size: int = 64) -> list[dict]:
-    """Parameters and GMACs per `lr_size`^2 LR patch for each preset (rows a chapter prints)."""
-    rows = []
-    for name in names:
-        # On the meta device nothing is computed: the count is instant at any size.
-        model = build_model(PRESETS[name]).to("meta")
-        rows.append({"preset": name, "output_scales": list(model.output_scales),
-                     "params_m": count_parameters(model) / 1e6,
-                     "gmacs": count_macs(model, lr_size) / 1e9})
-    return rows

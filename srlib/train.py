@@ -251,19 +251,19 @@ class OneProcess:
 
     rank, size, is_main = 0, 1, True
 
-    def place(self, device):
+    def place(self, device):  # the device to compute on
         return device
 
-    def shard(self, batch):
+    def shard(self, batch):  # this process's part of the global batch
         return batch
 
-    def mean(self, value):
+    def mean(self, value):  # the mean over the processes
         return value
 
-    def wrap(self, model, device):
+    def wrap(self, model, device):  # the model as the processes train it
         return model
 
-    def barrier(self):
+    def barrier(self):  # wait for every process
         pass
 
 
