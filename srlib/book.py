@@ -1,11 +1,8 @@
 """Small helpers the book's chapters share: the build modes, results files, pictures.
 
-The three modes of the book (README, "How to run"):
-
-- quick (`SRBOOK_QUICK=1`, as CI runs it): every cell runs, on tiny budgets, in minutes;
-- default: chapters load the committed results of long runs from `results/` and still train
-  something small live;
-- retrain (`SRBOOK_RETRAIN=1`, or a chapter's `retrain` parameter): recompute those results.
+Modes (README, "How to run"): quick (`SRBOOK_QUICK=1`, CI) runs every cell on tiny budgets;
+default loads the results of long runs from `results/` and trains something small live;
+retrain (`SRBOOK_RETRAIN=1`, or a chapter's `retrain` parameter) recomputes those results.
 """
 
 from __future__ import annotations
@@ -146,12 +143,8 @@ def crop(image: Tensor, top: int, left: int, size: int) -> Tensor:
 
 
 def residual_norms(model, x: Tensor) -> list[float]:
-    """Mean |residual| each residual block hands on, in the order the blocks run.
-
-    Args:
-        model: an `srlib.model.SRNet`.
-        x: (B, 3, h, w) LR images in [0, 1].
-    """
+    """Mean |residual| each residual block of `model` (an SRNet) hands on, in the order the
+    blocks run, for LR images `x` (B, 3, h, w) in [0, 1]."""
     from srlib.model import ResidualBlock
 
     norms = []
@@ -177,10 +170,6 @@ def published_rows(path: str | os.PathLike | None = None) -> list[dict]:
     return [{**row, "method": f"{row['method']} (published)"} for row in rows]
 
 
-# ---------------------------------------------------------------------------------------
-# Analysis helpers for the training and ablation chapters
-# ---------------------------------------------------------------------------------------
-
 def read_csv(path: str | os.PathLike) -> list[dict]:
     """Rows of a results CSV as dicts, numbers as int or float, other values as strings."""
     import csv
@@ -203,25 +192,11 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
 
 
 def late_gain(steps, values, fraction: float = 0.25) -> tuple[float, int, int]:
-    """How much a curve still rose over the last `fraction` of the run.
-
-    Args:
-        steps, values: the curve (e.g. validation PSNR against step), in step order.
-        fraction: the part of the run to look at, in (0, 1].
-
-    Returns:
-        (values[last] - values[at the first step >= (1 - fraction) * last step], that
-        start step, the last step).
-    """
+    """How much a curve (`values` against `steps`, in step order) still rose over the last
+    `fraction` of the run: (last value - value at the first step >= (1 - fraction) * last
+    step, that step, the last step)."""
     steps, values = list(steps), list(values)
     if not steps:
         raise UsageError("an empty curve")
     start = next(index for index, step in enumerate(steps) if step >= (1 - fraction) * steps[-1])
     return float(values[-1] - values[start]), steps[start], steps[-1]
-
-
-def running_mean(values, window: int) -> np.ndarray:
-    """Mean of each `window` consecutive values ('valid': len(values) - window + 1 of them)."""
-    values = np.asarray(values, dtype=np.float64)
-    window = max(1, min(int(window), len(values)))
-    return np.convolve(values, np.ones(window) / window, "valid")
