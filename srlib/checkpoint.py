@@ -1,25 +1,13 @@
 """Checkpoints: the state of a run written atomically, read back as data, never as code.
 
-A checkpoint is a dict saved with `torch.save`:
-``{"format": "srlib", "version": 1, "config": a TrainConfig as dict, "model": state_dict,
-"optimizer", "scheduler", "scaler", "rng", "step", "epoch", "history"}``.
-
-Writing (`save_checkpoint`, `atomic_write`): the bytes go to a temporary file beside the
-target, are flushed to disk (fsync), then renamed over it, and the folder entry is flushed
-too. A crash, `kill -9`, a full disk or a read-only folder therefore leaves the previous
-checkpoint as it was; a temporary file left by a killed writer is never read, and the next
-successful write in that folder removes it. Weights holding NaN or Inf are never written.
-
-Reading (`load_checkpoint`, `load_model`): the zip container's CRC-32s are checked (so a
-truncated or bit-rotten file is refused, not half-loaded), then ``torch.load`` runs with
-``weights_only=True``, which refuses anything but tensors and plain containers: a file
-that would run code when unpickled is refused without running it. A file without srlib's
-format marker, or built for another scale or preset than the one asked for, is refused
-with the reason.
+A checkpoint is a dict saved by `torch.save`: ``{"format": "srlib", "version": 1, "config":
+a TrainConfig as dict, "model": a state_dict}``, plus "optimizer", "scheduler", "scaler",
+"rng", "step", "epoch" and "history" in a checkpoint a run resumes from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -38,30 +26,16 @@ FORMAT = "srlib"
 VERSION = 1
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 PRETRAINED_NAME = "pretrained"
-# What every checkpoint holds besides the marker; training state comes on top.
 REQUIRED_KEYS = ("config", "model")
-# Temporary files are named `.<target>.<pid>.tmp`, so a writer killed mid-write can be
-# recognised (its process is gone) and its file removed by a later writer.
+# `.<target>.<pid>.tmp`: a killed writer's file is recognised (its pid is gone) and removed.
 _TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.tmp")
 
 
-# ---------------------------------------------------------------------------------------
-# Writing
-# ---------------------------------------------------------------------------------------
-
-
 def ensure_writable_folder(folder: str | os.PathLike) -> Path:
-    """Create `folder` if needed and check that a file can be written in it.
-
-    Meant for the start of a run, so that a wrong output folder fails at once rather
-    than at the first checkpoint, after minutes of training.
-
-    Returns:
-        `folder` as a Path.
+    """Create `folder` if needed and check, at the start of a run, that files can be written.
 
     Raises:
-        CheckpointError: a parent is a regular file, or the folder cannot be created or
-            written (permissions, read-only file system, full disk).
+        CheckpointError: naming the folder and why (a parent is a file, permissions, full disk).
     """
     folder = Path(folder)
     _make_folder(folder)
@@ -76,35 +50,20 @@ def ensure_writable_folder(folder: str | os.PathLike) -> Path:
         raise CheckpointError(f"{folder}: output folder is not writable "
                               f"({_reason(error)})") from None
     finally:
-        try:
+        with contextlib.suppress(OSError):
             probe.unlink(missing_ok=True)
-        except OSError:
-            pass
     return folder
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | memoryview) -> Path:
     """Write `data` to `path` so that `path` holds either its old bytes or all the new ones.
 
-    Temporary file `.<name>.<pid>.tmp` beside `path`, write, fsync, rename over `path`,
-    fsync the folder (POSIX). On any failure the temporary file is removed and `path` is
-    untouched. A successful write also removes temporary files of `path` left by killed
-    writers.
-
-    Args:
-        path: the file to (re)place; its folder is created if missing.
-        data: the complete new content.
-
-    Returns:
-        `path` as a Path.
-
     Raises:
-        CheckpointError: the folder cannot be created (a parent is a regular file) or
-            written (permissions, read-only file system), or the disk is full; the
-            message names `path` and the reason.
+        CheckpointError: naming `path` and why (unwritable folder, full disk); `path` is kept.
     """
     path = Path(path)
     _make_folder(path.parent)
+    # A temporary file beside `path`, fsynced, renamed over `path`; then the folder fsynced.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
@@ -112,40 +71,31 @@ def atomic_write(path: str | os.PathLike, data: bytes | memoryview) -> Path:
             view = memoryview(data).cast("B")
             while view:  # os.write may write less than asked
                 view = view[os.write(descriptor, view):]
-            # Without fsync the rename can reach the disk before the data: after a power
-            # cut the "new" file would be empty or partial.
-            os.fsync(descriptor)
+            os.fsync(descriptor)  # else the rename can reach the disk before the data
         finally:
             os.close(descriptor)
         os.replace(temporary, path)
     except OSError as error:
-        try:
+        with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise CheckpointError(f"{path}: cannot write ({_reason(error)}); the previous "
-                              "file, if any, is intact") from None
-    _fsync_folder(path.parent)
+        raise CheckpointError(f"{path}: cannot write ({_reason(error)}); the previous file, "
+                              "if any, is intact") from None
+    with contextlib.suppress(OSError):  # the rename is durable once the folder is (POSIX)
+        descriptor = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
     _remove_stale_temporaries(path)
     return path
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """Write a checkpoint atomically (see `atomic_write`), marked as srlib's.
-
-    Args:
-        path: the checkpoint file, e.g. ``run_dir / "last.pt"``.
-        state: at least "config" (a TrainConfig as dict) and "model" (a state_dict) of
-            tensors and plain containers; "step" is used in messages when present.
-
-    Returns:
-        `path` as a Path.
+    """Write `state` (at least "config" and "model" dicts) atomically, marked as srlib's.
 
     Raises:
-        TrainingError: a floating-point weight is NaN or Inf (training diverged); nothing
-            is written, so the previous checkpoint stays the last good one.
-        CheckpointError: the folder is missing and cannot be created, is unwritable, or
-            the disk is full; any previous checkpoint at `path` is left as it was.
+        TrainingError: a floating-point weight is NaN or Inf; nothing is written.
+        CheckpointError: as `atomic_write`.
     """
     path = Path(path)
     broken = [name for name, tensor in state.get("model", {}).items()
@@ -154,8 +104,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     if broken:
         step = f" at step {state['step']}" if "step" in state else ""
         raise TrainingError(f"{path}: not written: weights hold NaN or Inf{step} (e.g. "
-                            f"{broken[0]}); training diverged, the previous checkpoint "
-                            "is kept")
+                            f"{broken[0]}); training diverged, the previous checkpoint is kept")
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
     return atomic_write(path, buffer.getbuffer())
@@ -163,12 +112,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
 
 def _make_folder(folder: Path) -> None:
     # mkdir under a regular file fails with "File exists" or "Not a directory": say which.
-    for parent in (folder, *folder.parents):
-        if parent.exists() or parent.is_symlink():
-            if not parent.is_dir():
-                raise CheckpointError(f"{folder}: cannot create the folder: {parent} is a "
-                                      "file, not a folder")
-            break
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p.is_symlink())
+    if not existing.is_dir():
+        raise CheckpointError(f"{folder}: cannot create the folder: {existing} is a file, "
+                              "not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -181,42 +128,19 @@ def _reason(error: OSError) -> str:
     return (error.strerror or str(error) or type(error).__name__).lower()
 
 
-def _fsync_folder(folder: Path) -> None:
-    # The rename is durable only once the folder entry is on disk (POSIX; not on Windows).
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
 def _remove_stale_temporaries(path: Path) -> None:
-    """Delete `.<name>.<pid>.tmp` files of `path` whose writing process no longer exists."""
     if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
         return
     for candidate in path.parent.glob(f".{path.name}.*.tmp"):
         match = _TEMPORARY.fullmatch(candidate.name)
-        if match is None or match["target"] != path.name:
-            continue
-        pid = int(match["pid"])
-        if pid == os.getpid():
+        if match is None or match["target"] != path.name or int(match["pid"]) == os.getpid():
             continue
         try:
-            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+            os.kill(int(match["pid"]), 0)  # signal 0: only asks whether the process exists
         except ProcessLookupError:
             candidate.unlink(missing_ok=True)
         except (PermissionError, OverflowError):
             pass  # alive under another user (or a pid no process can have): leave it
-
-
-# ---------------------------------------------------------------------------------------
-# Reading
-# ---------------------------------------------------------------------------------------
 
 
 def resolve(path: str | os.PathLike) -> Path:
@@ -230,19 +154,12 @@ def resolve(path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Read a checkpoint written by `save_checkpoint`, as data only.
-
-    Args:
-        path: a checkpoint file, or 'pretrained'.
-        map_location: where tensors go (``torch.load``'s argument).
-
-    Returns:
-        The state dict (see the module docstring), tensors on `map_location`.
+    """Read a checkpoint file (or 'pretrained') as data only; tensors go to `map_location`.
 
     Raises:
-        CheckpointError: missing, empty, truncated or corrupt (zip CRC), holding Python
-            objects other than tensors and plain containers (refused before any of them
-            is built), without srlib's format marker, or from a newer srlib.
+        CheckpointError: naming the file and the problem: missing, empty, truncated, corrupt
+            (zip CRC-32), not srlib's, from a newer srlib, or holding objects other than
+            tensors and plain containers (refused unbuilt: ``weights_only=True``).
     """
     path = resolve(path)
     if not path.is_file():
@@ -250,20 +167,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise CheckpointError(f"{path}: {what}")
     _check_container(path)
     try:
-        # Why silence: torch warns about pickle protocols and the like on foreign files;
-        # the outcome is reported below as one CheckpointError, not as stray stderr lines.
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # a foreign file gets one CheckpointError, no warnings
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=map_location, weights_only=True)
-    # Why catch everything: torch.load raises UnpicklingError, RuntimeError, KeyError,
-    # EOFError, ValueError, ... on malformed input, varying between versions; to a user
-    # each means the same thing: this file cannot be used.
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 (each torch version raises its own types)
         raise CheckpointError(f"{path}: {_describe_load_error(error)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an srlib checkpoint (a PyTorch file without "
-                              "srlib's format marker: a bare state_dict or another "
-                              "program's checkpoint?)")
+        raise CheckpointError(f"{path}: not an srlib checkpoint (a PyTorch file without srlib's "
+                              "format marker: a bare state_dict or another program's checkpoint?)")
     version = state.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise CheckpointError(f"{path}: checkpoint has no valid version number")
@@ -310,21 +221,16 @@ def _describe_load_error(error: Exception) -> str:
 
 
 def load_model(path: str | os.PathLike, *, scale: int | None = None, map_location="cpu"):
-    """Rebuild the model stored in a checkpoint, for inference.
-
-    Args:
-        path: a checkpoint file, or 'pretrained'.
-        scale: refuse the checkpoint unless its model outputs this scale.
+    """Rebuild the model of a checkpoint file (or 'pretrained') for inference.
 
     Returns:
         (model in eval mode, its `srlib.train.TrainConfig`).
 
     Raises:
-        UsageError: `scale` is one no srlib network can serve (see `srlib.model.check_scale`).
-        CheckpointError: unreadable, or built for another scale (says which).
+        UsageError: `scale` is one no srlib network can serve (`srlib.model.check_scale`).
+        CheckpointError: unreadable, or its model does not output `scale` (says which it does).
     """
     from srlib.train import TrainConfig  # train imports this module: import at call time
-
     if scale is not None:
         check_scale(scale)
     state = load_checkpoint(path, map_location)
@@ -347,13 +253,7 @@ def load_model(path: str | os.PathLike, *, scale: int | None = None, map_locatio
 
 
 def export_model(path: str | os.PathLike, destination: str | os.PathLike) -> Path:
-    """Write the inference part of a training checkpoint: config, weights, step and history.
-
-    The optimiser, schedule and random states (two thirds of a training checkpoint) are left
-    out, so the file is small enough to ship; `load_model` reads it like any checkpoint, and
-    it cannot be resumed from.
-    """
+    """Copy a checkpoint without optimiser, schedule and random states: to ship, not resume."""
     state = load_checkpoint(path)
-    kept = {key: state[key] for key in ("config", "model", "step", "history")
-            if key in state}
+    kept = {key: state[key] for key in ("config", "model", "step", "history") if key in state}
     return save_checkpoint(destination, kept)

@@ -1,25 +1,11 @@
 """PSNR and SSIM, with every convention that changes a quoted number made explicit.
 
-Published SR tables (SRCNN, VDSR, LapSRN, EDSR, RCAN, SwinIR) measure on the luma channel
-Y of ITU-R BT.601 as MATLAB's `rgb2ycbcr` computes it, with `scale` pixels shaved at each
-border, on outputs rounded to 8 bits. Each of these is an argument here (`y_channel`,
-`shave`; quantise with `srlib.resize.quantize` first), never a hidden default: RGB-channel
-PSNR is about 2 dB lower than Y-channel PSNR on the same images.
-
-SSIM is Wang et al.'s index with an 11x11 Gaussian window (sigma 1.5), K1 = 0.01,
-K2 = 0.03, and the same definition serves the DSSIM training loss (which calls
-pytorch_msssim with these settings; a test pins the two together). Two ways of handling
-the borders are in use and differ by up to ~0.0025 on a table:
-
-- "valid": Wang's reference `ssim_index.m` filters with 'valid' support and averages the
-  smaller map (most tables; the default);
-- "replicate": MATLAB's built-in `ssim()` pads by replicating the edge and averages the
-  full-size map (LapSRN's own evaluation).
-
-References:
-    Z. Wang, A. C. Bovik, H. R. Sheikh, E. P. Simoncelli, "Image quality assessment: from
-    error visibility to structural similarity", IEEE TIP 2004.
-    ITU-R BT.601; MATLAB `rgb2ycbcr`.
+Published SR tables (SRCNN, VDSR, LapSRN, EDSR, RCAN, SwinIR) measure on the luma Y of
+MATLAB's BT.601 `rgb2ycbcr`, `scale` pixels shaved at each border, on outputs rounded to 8 bits:
+here `y_channel`, `shave` and `srlib.resize.quantize`, never hidden defaults (RGB PSNR is about
+2 dB below Y PSNR). SSIM (Wang et al., IEEE TIP 2004: 11x11 Gaussian, sigma 1.5, K1 = 0.01,
+K2 = 0.03) is the one the DSSIM loss uses; its borders are "valid" (Wang's `ssim_index.m`, most
+tables) or "replicate" (MATLAB's `ssim()`, LapSRN's evaluation), up to ~0.0025 apart.
 """
 
 from __future__ import annotations
@@ -33,8 +19,7 @@ __all__ = ["SSIM_PADDINGS", "gaussian_window", "psnr", "rgb_to_y", "ssim", "ssim
 SSIM_PADDINGS = ("valid", "replicate")
 # Wang et al. 2004: constants stabilising the divisions, relative to the data range.
 SSIM_K1, SSIM_K2 = 0.01, 0.03
-# MATLAB rgb2ycbcr, BT.601 studio swing: Y = 16 + 65.481 R + 128.553 G + 24.966 B, R,G,B in
-# [0, 1] and Y in [16, 235] (of 255).
+# MATLAB rgb2ycbcr, BT.601 studio swing: Y = 16 + 65.481 R + 128.553 G + 24.966 B in [16, 235].
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
 _Y_OFFSET = 16.0
 
@@ -46,8 +31,7 @@ def rgb_to_y(x: Tensor) -> Tensor:
         x: RGB images (B, 3, H, W), float in [0, 1].
 
     Returns:
-        (B, 1, H, W), x's dtype, in [16/255, 235/255]; not rounded (MATLAB does not round
-        for a double input).
+        (B, 1, H, W), x's dtype, in [16/255, 235/255], not rounded (as MATLAB for doubles).
     """
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"rgb_to_y expects (B, 3, H, W), got shape {tuple(x.shape)}")
@@ -67,8 +51,7 @@ def _prepare(sr: Tensor, hr: Tensor, shave: int, y_channel: bool) -> tuple[Tenso
     if y_channel:
         sr, hr = rgb_to_y(sr), rgb_to_y(hr)  # (B, 3, H, W) -> (B, 1, H, W)
     if shave:
-        # Why shave: border pixels depend on how a method pads; the protocol ignores
-        # `scale` of them on every side so methods are compared on the same interior.
+        # Border pixels depend on how a method pads: compare methods on the same interior.
         sr = sr[..., shave:-shave, shave:-shave]  # (B, C, H, W) -> (B, C, H-2s, W-2s)
         hr = hr[..., shave:-shave, shave:-shave]
     return sr, hr
@@ -97,15 +80,9 @@ def psnr(
 
 def gaussian_window(size: int = 11, sigma: float = 1.5, *, dtype: torch.dtype = torch.float64,
                     device: torch.device | str | None = None) -> Tensor:
-    """The normalised 1-D Gaussian of SSIM; the 2-D window is its outer product.
+    """The normalised 1-D Gaussian of SSIM, (size,) summing to 1, size odd.
 
-    Args:
-        size: odd window length (11 in Wang et al.).
-        sigma: standard deviation in pixels (1.5).
-
-    Returns:
-        (size,) weights summing to 1. MATLAB's fspecial('gaussian', 11, 1.5) is the outer
-        product of this with itself (the Gaussian is separable).
+    Its outer product with itself is MATLAB's fspecial('gaussian', size, sigma).
     """
     if size % 2 != 1:
         raise ValueError(f"gaussian_window: size must be odd, got {size}")
@@ -114,27 +91,8 @@ def gaussian_window(size: int = 11, sigma: float = 1.5, *, dtype: torch.dtype = 
     return window / window.sum()
 
 
-def _blur(x: Tensor, window: Tensor, padding: str) -> Tensor:
-    """Separable Gaussian filter per channel: 'valid' shrinks by size - 1, 'replicate' keeps size."""
-    channels, size = x.shape[1], window.numel()
-    if padding == "replicate":
-        radius = size // 2
-        x = F.pad(x, (radius, radius, radius, radius), mode="replicate")  # (B,C,H+2r,W+2r)
-    rows = window.view(1, 1, size, 1).expand(channels, 1, size, 1)
-    cols = window.view(1, 1, 1, size).expand(channels, 1, 1, size)
-    x = F.conv2d(x, rows, groups=channels)  # (B, C, H, W) -> (B, C, H-size+1, W)
-    return F.conv2d(x, cols, groups=channels)  # -> (B, C, H-size+1, W-size+1)
-
-
-def ssim_map(
-    x: Tensor,
-    y: Tensor,
-    *,
-    data_range: float = 1.0,
-    padding: str = "valid",
-    window_size: int = 11,
-    sigma: float = 1.5,
-) -> Tensor:
+def ssim_map(x: Tensor, y: Tensor, *, data_range: float = 1.0, padding: str = "valid",
+             window_size: int = 11, sigma: float = 1.5) -> Tensor:
     """The local SSIM map of Wang et al. (2004), equation (13), per channel.
 
     Args:
@@ -142,7 +100,6 @@ def ssim_map(
         data_range: the peak value L (C1 = (0.01 L)^2, C2 = (0.03 L)^2).
         padding: "valid" (Wang's ssim_index: map (H-10, W-10)) or "replicate" (MATLAB's
             ssim(): edges replicated, map (H, W)).
-        window_size, sigma: the Gaussian window (11, 1.5).
 
     Returns:
         (B, C, H', W') SSIM values in [-1, 1], x's dtype.
@@ -152,10 +109,16 @@ def ssim_map(
     if padding == "valid" and min(x.shape[-2:]) < window_size:
         raise ValueError(f"ssim: image {x.shape[-2]}x{x.shape[-1]} is smaller than the window")
     window = gaussian_window(window_size, sigma, dtype=x.dtype, device=x.device)
-    c1 = (SSIM_K1 * data_range) ** 2
-    c2 = (SSIM_K2 * data_range) ** 2
-    # The five local moments in one filtering pass: (B, 5C, H, W) -> five (B, C, H', W').
-    moments = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=1), window, padding)
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    # The five local moments in one filtering pass, a separable Gaussian per channel.
+    moments = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (B, 5C, H, W)
+    radius, groups = window_size // 2, moments.shape[1]
+    if padding == "replicate":
+        moments = F.pad(moments, (radius,) * 4, mode="replicate")  # -> (B, 5C, H+2r, W+2r)
+    rows = window.view(1, 1, window_size, 1).expand(groups, 1, window_size, 1)
+    cols = window.view(1, 1, 1, window_size).expand(groups, 1, 1, window_size)
+    moments = F.conv2d(moments, rows, groups=groups)  # 'valid' rows: height shrinks by 2r
+    moments = F.conv2d(moments, cols, groups=groups)  # columns too: -> (B, 5C, H', W')
     mu_x, mu_y, mean_xx, mean_yy, mean_xy = moments.chunk(5, dim=1)
     # Local (co)variances as E[xy] - E[x]E[y] under the Gaussian window, as ssim_index.m.
     var_x = mean_xx - mu_x**2
@@ -166,29 +129,21 @@ def ssim_map(
     return luminance * contrast_structure
 
 
-def ssim(
-    sr: Tensor,
-    hr: Tensor,
-    *,
-    data_range: float = 1.0,
-    shave: int = 0,
-    y_channel: bool = False,
-    padding: str = "valid",
-) -> Tensor:
+def ssim(sr: Tensor, hr: Tensor, *, data_range: float = 1.0, shave: int = 0,
+         y_channel: bool = False, padding: str = "valid") -> Tensor:
     """Structural similarity, the mean of `ssim_map`, one value per image.
 
     Args:
-        sr: output images (B, C, H, W), float (float64 for numbers you quote); quantise to
-            8 bits first to follow the published protocol.
-        hr: reference images, same shape.
+        sr, hr: output and reference images (B, C, H, W), float (float64 for numbers you
+            quote); quantise `sr` to 8 bits first to follow the published protocol.
         data_range: the peak value (1.0 for images in [0, 1]).
         shave: pixels dropped at each border before filtering (the protocol uses `scale`).
         y_channel: measure on MATLAB rgb2ycbcr's Y (C must be 3) instead of all channels.
         padding: "valid" (Wang's ssim_index, the default) or "replicate" (MATLAB's ssim()).
 
     Returns:
-        (B,) SSIM, sr's dtype; 1 where the images are equal. With several channels the map
-        is averaged over channels too (the mean of per-channel SSIMs, as pytorch_msssim).
+        (B,) SSIM, sr's dtype; 1 where the images are equal; with several channels, the mean
+        of per-channel SSIMs (as pytorch_msssim).
     """
     sr, hr = _prepare(sr, hr, shave, y_channel)
     return ssim_map(sr, hr, data_range=data_range, padding=padding).flatten(1).mean(dim=1)

@@ -1,25 +1,10 @@
 """MATLAB-compatible bicubic resizing: the degradation behind every published SR table.
 
-The super-resolution literature (SRCNN, VDSR, LapSRN, EDSR, RCAN, SwinIR) makes its
-low-resolution inputs with MATLAB's `imresize(hr, 1/scale, 'bicubic')` on uint8 images, and
-its bicubic baseline with `imresize(lr, scale, 'bicubic')`. Numbers are only comparable when
-the LR images are made the same way, so this module reproduces that function rather than
-calling a library resize:
-
-- the cubic convolution kernel of Keys (1981) with a = -0.5;
-- pixel centres aligned (output pixel x maps to input u = x / scale + (1 - 1 / scale) / 2);
-- antialiasing when downscaling: the kernel is stretched by 1 / scale, so it low-passes
-  the image before sampling, as MATLAB does by default;
-- symmetric edge handling: taps that fall outside the image read its mirror image
-  (including the edge pixel), and the weights of each output pixel are normalised to sum 1;
-- output size ceil(in * scale);
-- one 1-D pass per dimension, the one with the smaller scale first (height first on ties);
-  for a uint8 image MATLAB rounds to uint8 after each pass (`as_uint8=True` here).
-
-PIL's bicubic (Pillow's `Image.resize(..., BICUBIC)`) uses the same a = -0.5 kernel, also
-antialiased; it differs at the borders (it drops the taps outside the image instead of
-mirroring them) and in the interior only through rounding and pass order. Chapter 1 measures
-by how much, with `pil_vs_matlab`.
+SR papers (SRCNN, VDSR, LapSRN, EDSR, RCAN, SwinIR) make LR inputs with MATLAB's
+`imresize(hr, 1/scale, 'bicubic')` on uint8 images and their bicubic baseline with
+`imresize(lr, scale, 'bicubic')`. Numbers compare only between LR images made the same way,
+so this module reproduces that function step by step (Pillow's bicubic differs at the borders
+and in rounding; chapter 1 measures by how much).
 
 References:
     R. Keys, "Cubic convolution interpolation for digital image processing", IEEE TASSP 1981.
@@ -30,19 +15,16 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["cubic", "degrade", "imresize", "modcrop", "pil_vs_matlab", "quantize"]
+__all__ = ["cubic", "degrade", "imresize", "modcrop", "quantize"]
 
 # Keys' cubic kernel is zero beyond |x| = 2: four taps at scale >= 1.
 KERNEL_WIDTH = 4.0
-# A product in * scale this close to an integer is taken as that integer, so that 10 * 0.3
-# (3.0000000000000004 in floating point) gives 3 output pixels, not 4.
+# A product in * scale this close to an integer is that integer: 10 * 0.3 gives 3 pixels, not 4.
 _SIZE_TOLERANCE = 1e-9
 
 
@@ -64,70 +46,42 @@ def cubic(x: Tensor) -> Tensor:
     return inner + outer
 
 
-def _contributions(
-    in_size: int, out_size: int, scale: float, antialias: bool
-) -> tuple[Tensor, Tensor]:
-    """MATLAB's contributions(): input indices (out, taps) int64 and weights float64."""
-    kernel_width = KERNEL_WIDTH
-    stretch = 1.0
-    if scale < 1 and antialias:
-        # Why: sampling below the Nyquist rate aliases. MATLAB low-passes by stretching the
-        # kernel by 1/scale (h(x) = scale * cubic(scale * x)), which widens its support too.
-        stretch = scale
-        kernel_width = KERNEL_WIDTH / scale
-    # Output pixel x (1-based, as in MATLAB) sits at input coordinate u: pixel centres, not
-    # corners, are aligned, so a 2x downscale averages pixels 1 and 2 around u = 1.5.
-    x = torch.arange(1, out_size + 1, dtype=torch.float64)  # (out,)
-    u = x / scale + 0.5 * (1 - 1 / scale)  # (out,)
-    left = torch.floor(u - kernel_width / 2)  # (out,)
-    # ceil(width) + 2 candidate taps always cover the support; zero ones are dropped below.
-    taps = math.ceil(kernel_width) + 2
-    indices = left[:, None] + torch.arange(taps, dtype=torch.float64)  # (out, taps), 1-based
-    weights = stretch * cubic(stretch * (u[:, None] - indices))  # (out, taps)
-    # Why normalise: near the edges and for the stretched kernel the taps do not sum to
-    # exactly 1; MATLAB divides each row by its sum so a flat image stays flat.
-    weights = weights / weights.sum(dim=1, keepdim=True)
-    # Why mirror: MATLAB reads outside taps from the image reflected about its edge, edge
-    # pixel included (..., 2, 1 | 1, 2, ..., n | n, n-1, ...), a period of 2n.
-    mirror = torch.cat([torch.arange(in_size), torch.arange(in_size - 1, -1, -1)])  # (2n,)
-    indices = mirror[torch.remainder(indices.long() - 1, 2 * in_size)]  # (out, taps), 0-based
-    # Drop the tap columns that are zero for every output pixel (MATLAB does the same); this
-    # changes no value, only the work.
-    keep = (weights != 0).any(dim=0)
-    return indices[:, keep], weights[:, keep]
-
-
 @functools.lru_cache(maxsize=128)
 def _weight_matrix(
     in_size: int, out_size: int, scale: float, antialias: bool,
     device: torch.device, dtype: torch.dtype,
 ) -> Tensor:
-    """The (out, in) matrix of one 1-D resize, cached per sizes, scale, device and dtype."""
+    """The (out, in) matrix of one 1-D resize, as MATLAB's contributions(), cached."""
+    kernel_width, stretch = KERNEL_WIDTH, 1.0
+    if scale < 1 and antialias:
+        # Sampling below the Nyquist rate aliases: MATLAB low-passes by stretching the kernel,
+        # h(x) = scale * cubic(scale * x), which widens its support by 1 / scale.
+        kernel_width, stretch = KERNEL_WIDTH / scale, scale
+    # Output pixel x (1-based, as in MATLAB) sits at input coordinate u: pixel centres, not
+    # corners, are aligned, so a 2x downscale averages pixels 1 and 2 around u = 1.5.
+    x = torch.arange(1, out_size + 1, dtype=torch.float64)  # (out,)
+    u = x / scale + 0.5 * (1 - 1 / scale)  # (out,)
+    left = torch.floor(u - kernel_width / 2)  # (out,)
+    # ceil(width) + 2 candidate taps always cover the support; zero ones add nothing.
+    taps = math.ceil(kernel_width) + 2
+    indices = left[:, None] + torch.arange(taps, dtype=torch.float64)  # (out, taps), 1-based
     # float64 whatever the image dtype: the weights are the reference, cast once at the end.
-    indices, weights = _contributions(in_size, out_size, scale, antialias)
+    weights = stretch * cubic(stretch * (u[:, None] - indices))  # (out, taps)
+    # Sampled (and stretched), the taps do not sum to exactly 1: MATLAB normalises each row.
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    # Outside taps read the image mirrored about its edge, edge pixel included
+    # (..., 2, 1 | 1, 2, ..., n | n, n-1, ...), a period of 2n.
+    mirror = torch.cat([torch.arange(in_size), torch.arange(in_size - 1, -1, -1)])  # (2n,)
+    indices = mirror[torch.remainder(indices.long() - 1, 2 * in_size)]  # (out, taps), 0-based
     matrix = torch.zeros(out_size, in_size, dtype=torch.float64)
-    # Mirrored taps can land on the same input pixel twice: their weights add up.
-    matrix.scatter_add_(1, indices, weights)  # (out, in)
+    matrix.scatter_add_(1, indices, weights)  # (out, in); mirrored taps on one pixel add up
     return matrix.to(device=device, dtype=dtype)
 
 
 def _output_size(in_size: int, scale: float) -> int:
     product = in_size * scale
     nearest = round(product)
-    if abs(product - nearest) < _SIZE_TOLERANCE:
-        return int(nearest)
-    return math.ceil(product)
-
-
-def _resize_along(x: Tensor, dim: int, out_size: int, scale: float, antialias: bool) -> Tensor:
-    """One 1-D MATLAB bicubic pass of x (..., H, W) along dim -2 (height) or -1 (width)."""
-    matrix = _weight_matrix(x.shape[dim], out_size, scale, antialias, x.device, x.dtype)
-    # A dense matrix product: the matrix is mostly zeros, but BLAS beats a gather of a few
-    # taps at every size measured (up to 1000 -> 4000 pixels), and it is deterministic and
-    # differentiable on every device.
-    if dim == -2:
-        return torch.matmul(matrix, x)  # (out, H) @ (..., H, W) -> (..., out, W)
-    return torch.matmul(x, matrix.T)  # (..., H, W) @ (W, out) -> (..., H, out)
+    return int(nearest) if abs(product - nearest) < _SIZE_TOLERANCE else math.ceil(product)
 
 
 def imresize(
@@ -141,15 +95,14 @@ def imresize(
     """Resize like MATLAB's `imresize(x, scale, 'bicubic')`.
 
     Args:
-        x: images (..., H, W), typically (C, H, W) or (B, C, H, W); float (use float64 for
-            reference numbers), any range, no clamping; CPU or CUDA; differentiable.
-        scale: resize factor (2 upsamples, 0.5 downsamples); output size ceil(H * scale),
+        x: images (..., H, W), float (float64 for reference numbers), any range, no clamping;
+            any device; differentiable.
+        scale: resize factor (2 upsamples, 0.5 downsamples); output ceil(H * scale),
             ceil(W * scale). Give exactly one of `scale` and `size`.
         size: output (height, width); each dimension's scale is then out / in.
         antialias: stretch the kernel when downscaling (MATLAB's default, True).
-        as_uint8: emulate MATLAB on a uint8 image: clamp and round to the 8-bit grid after
-            each 1-D pass, as MATLAB's mex returns the input's class. `x` must then be in
-            [0, 1] on the 8-bit grid; the result is on it too.
+        as_uint8: emulate MATLAB on a uint8 image: `x` in [0, 1] on the 8-bit grid, clamped
+            and rounded to it after each 1-D pass, as MATLAB's mex returns uint8.
 
     Returns:
         Tensor (..., H', W'), x's dtype and device.
@@ -164,26 +117,29 @@ def imresize(
     if scale is not None:
         if scale <= 0:
             raise ValueError(f"imresize: scale must be positive, got {scale}")
-        scales = (float(scale), float(scale))
-        out_h, out_w = _output_size(in_h, scale), _output_size(in_w, scale)
+        scales = {-2: float(scale), -1: float(scale)}
+        out_sizes = {-2: _output_size(in_h, scale), -1: _output_size(in_w, scale)}
     else:
-        out_h, out_w = int(size[0]), int(size[1])
-        if out_h <= 0 or out_w <= 0:
+        out_sizes = {-2: int(size[0]), -1: int(size[1])}
+        if out_sizes[-2] <= 0 or out_sizes[-1] <= 0:
             raise ValueError(f"imresize: size must be positive, got {size}")
-        scales = (out_h / in_h, out_w / in_w)
-    # MATLAB resizes along the dimension with the smaller scale first (height on a tie):
-    # the first pass then shrinks the data the second pass has to touch.
-    order = (-2, -1) if scales[0] <= scales[1] else (-1, -2)
-    out_sizes = {-2: out_h, -1: out_w}
-    dim_scales = {-2: scales[0], -1: scales[1]}
+        scales = {-2: out_sizes[-2] / in_h, -1: out_sizes[-1] / in_w}
     if as_uint8:
-        # Work on the integer levels 0..255, as MATLAB's mex does on uint8 data: with the
-        # dyadic weights of x2, x4, x8 every product and sum is then exact in float64, so a
-        # value exactly halfway between two levels rounds up as in MATLAB rather than
-        # whichever way the rounding error of k/255 happens to fall.
+        # Work on the levels 0..255 as MATLAB's mex does: with the dyadic weights of x2, x4, x8
+        # every sum is then exact in float64, so a value exactly halfway between two levels
+        # rounds up as in MATLAB, whatever the rounding error of k/255.
         x = _round_levels(x * 255.0)
-    for dim in order:
-        x = _resize_along(x, dim, out_sizes[dim], dim_scales[dim], antialias)
+    # MATLAB resizes the dimension with the smaller scale first (height on a tie): the first
+    # pass then shrinks the data the second pass touches.
+    for dim in (-2, -1) if scales[-2] <= scales[-1] else (-1, -2):
+        matrix = _weight_matrix(x.shape[dim], out_sizes[dim], scales[dim], antialias,
+                                x.device, x.dtype)
+        # A dense product: mostly zeros, but BLAS beats gathering a few taps at every size
+        # measured, and it is deterministic and differentiable on every device.
+        if dim == -2:
+            x = torch.matmul(matrix, x)  # (out, H) @ (..., H, W) -> (..., out, W)
+        else:
+            x = torch.matmul(x, matrix.T)  # (..., H, W) @ (W, out) -> (..., H, out)
         if as_uint8:
             x = _round_levels(x)  # MATLAB returns uint8 after each pass
     return x / 255.0 if as_uint8 else x
@@ -195,15 +151,14 @@ def _round_levels(levels: Tensor) -> Tensor:
 
 
 def quantize(x: Tensor) -> Tensor:
-    """Round to the 8-bit grid, as MATLAB's uint8 conversion does, staying float.
+    """Round to the 8-bit grid as MATLAB's uint8 conversion does, staying float.
 
     Args:
         x: images, any shape, float, nominally [0, 1].
 
     Returns:
-        Same shape and dtype, values k / 255 for integers k in [0, 255]. Clamped first, then
-        rounded half away from zero (floor(v + 0.5)); not torch.round, which rounds half to
-        even. The gradient is zero almost everywhere.
+        Same shape and dtype, values k / 255 for integers k in [0, 255]: clamped, then
+        rounded half away from zero (not torch.round's half to even). Zero gradient.
     """
     return _round_levels(x * 255.0) / 255.0
 
@@ -230,77 +185,15 @@ def degrade(hr: Tensor, scale: int) -> Tensor:
 
     Args:
         hr: HR images (C, H, W) or (B, C, H, W), float in [0, 1] on the 8-bit grid (k/255),
-            already cropped to a multiple of `scale` (see `modcrop`).
+            H and W multiples of `scale` (see `modcrop`).
         scale: integer downscale factor >= 1.
 
     Returns:
-        LR images (..., H / scale, W / scale), hr's dtype, on the 8-bit grid: rounded after
-        each 1-D pass exactly as MATLAB does for a uint8 image.
+        LR images (..., H / scale, W / scale), hr's dtype, on the 8-bit grid, rounded after
+        each 1-D pass as MATLAB does for a uint8 image.
     """
     height, width = hr.shape[-2], hr.shape[-1]
     if height % scale or width % scale:
-        raise ValueError(
-            f"degrade: HR size {height}x{width} is not a multiple of scale {scale}; modcrop first"
-        )
+        raise ValueError(f"degrade: HR size {height}x{width} is not a multiple of scale "
+                         f"{scale}; modcrop first")
     return imresize(hr, 1.0 / scale, as_uint8=True)
-
-
-def pil_vs_matlab(hr_paths: Sequence[str | Path], scale: int) -> dict:
-    """Measure how far PIL's bicubic is from MATLAB's on a set of HR images.
-
-    For each image (cropped to a multiple of scale) both pipelines make the LR image and
-    upscale it back: PIL's `Image.resize(..., BICUBIC)` for both steps, and `degrade` then
-    `imresize` + `quantize` for both steps. PSNR is on the Y channel (MATLAB rgb2ycbcr),
-    float64, `scale` pixels shaved for the upscaled images, none for the LR images.
-
-    Args:
-        hr_paths: HR image files.
-        scale: integer factor >= 2.
-
-    Returns:
-        {"scale", "n", "lr_differing" (fraction of LR values that differ), "lr_max_levels"
-        (largest LR difference, in 8-bit levels), "lr_psnr" (PIL LR vs MATLAB LR, dB),
-        "matlab_psnr", "pil_psnr" (bicubic-upscaled vs HR, dB), "difference_db" (pil_psnr -
-        matlab_psnr), "images": [the same per image, with "name"]}; top-level values are
-        means over the images (lr_max_levels: the maximum).
-    """
-    from PIL import Image
-
-    from srlib.imageio import load_image
-    from srlib.metrics import psnr
-
-    rows = []
-    for path in map(Path, hr_paths):
-        hr_uint8 = modcrop(load_image(path), scale)  # (H, W, 3), a grey file replicated
-        height, width = hr_uint8.shape[:2]
-        hr = torch.from_numpy(hr_uint8.astype(np.float64) / 255).permute(2, 0, 1)[None]
-        lr_matlab = degrade(hr, scale)  # (1, 3, H/s, W/s)
-        sr_matlab = quantize(imresize(lr_matlab, float(scale)))  # (1, 3, H, W)
-        bicubic = Image.Resampling.BICUBIC
-        lr_pil_image = Image.fromarray(hr_uint8).resize((width // scale, height // scale), bicubic)
-        sr_pil_image = lr_pil_image.resize((width, height), bicubic)
-        lr_pil, sr_pil = (
-            torch.from_numpy(np.asarray(im).astype(np.float64) / 255).permute(2, 0, 1)[None]
-            for im in (lr_pil_image, sr_pil_image)
-        )
-        lr_levels = (lr_pil - lr_matlab).abs() * 255  # (1, 3, h, w) grey levels
-        rows.append({
-            "name": path.name,
-            "lr_differing": float((lr_levels > 0.5).double().mean()),
-            "lr_max_levels": int(lr_levels.max().round()),
-            "lr_psnr": float(psnr(lr_pil, lr_matlab, y_channel=True)),
-            "matlab_psnr": float(psnr(sr_matlab, hr, shave=scale, y_channel=True)),
-            "pil_psnr": float(psnr(sr_pil, hr, shave=scale, y_channel=True)),
-        })
-    summary = {
-        key: float(np.mean([row[key] for row in rows]))
-        for key in ("lr_differing", "lr_psnr", "matlab_psnr", "pil_psnr")
-    }
-    summary["lr_max_levels"] = max(row["lr_max_levels"] for row in rows)
-    return {
-        "scale": scale,
-        "n": len(rows),
-        **summary,
-        "difference_db": summary["pil_psnr"] - summary["matlab_psnr"],
-        "images": rows,
-    }

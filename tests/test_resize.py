@@ -1,6 +1,7 @@
 """srlib.resize against hand-derived MATLAB weights and closed forms.
 
-The end-to-end reference (the published bicubic rows) is in tests/test_evaluate.py.
+The end-to-end reference (the published bicubic rows) is in tests/test_evaluate.py. Chapter 1's
+`pil_vs_matlab` (its cell tagged `pil-vs-matlab`) is run from the chapter's source.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from srlib.resize import _weight_matrix, cubic, degrade, imresize, modcrop, pil_vs_matlab, quantize
+from srlib.resize import _weight_matrix, cubic, degrade, imresize, modcrop, quantize
 
 FIXTURE = Path(__file__).parent / "fixtures" / "resize_matlab_1d.json"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SET5 = SHARED / "benchmarks" / "Set5"
+CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "01_data.md"
 
 DEVICES = [
     "cpu",
@@ -173,8 +175,23 @@ def test_degrade_requires_modcropped_input():
         degrade(torch.zeros(3, 10, 12), 4)
 
 
+def chapter_function(name: str, tag: str):
+    """`name` as chapter 1 defines it: its `imports` cells and the cells tagged `tag`, run."""
+    import jupytext
+
+    cells = [cell for cell in jupytext.read(CHAPTER).cells if cell.cell_type == "code"]
+    tagged = {t: [c.source for c in cells if t in c.metadata.get("tags", [])]
+              for t in ("imports", tag)}
+    assert len(tagged[tag]) == 1, f"expected one cell tagged {tag} in {CHAPTER}"
+    namespace: dict = {}
+    for source in tagged["imports"] + tagged[tag]:
+        exec(compile(source, str(CHAPTER), "exec"), namespace)  # noqa: S102 (our chapter)
+    return namespace[name]
+
+
 @pytest.mark.skipif(not SET5.is_dir(), reason=f"benchmark images not found at {SET5}")
-def test_pil_vs_matlab_on_set5():
+def test_chapter_pil_vs_matlab_on_set5():
+    pil_vs_matlab = chapter_function("pil_vs_matlab", "pil-vs-matlab")
     paths = sorted(SET5.glob("*.png"))
     result = pil_vs_matlab(paths[:2], 2)
     assert result["n"] == 2 and len(result["images"]) == 2
