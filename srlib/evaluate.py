@@ -1,21 +1,14 @@
-"""Benchmark evaluation under the published protocol.
+"""Benchmark evaluation under the published protocol (SRCNN / VDSR / LapSRN / EDSR).
 
-For every HR image of a set and every scale (SRCNN / VDSR / LapSRN / EDSR protocol):
+For every HR image and scale: crop the HR image to a multiple of the scale (`modcrop`), make
+the LR image with MATLAB bicubic on the uint8 image (`degrade`), upscale it, round the output
+to 8 bits (`quantize`), and score PSNR and SSIM on MATLAB rgb2ycbcr's Y, `scale` pixels shaved.
 
-1. crop the HR image to a multiple of the scale (`modcrop`);
-2. make the LR image with MATLAB-style bicubic on the uint8 image (`degrade`);
-3. upscale it with the method under test and round the output to 8 bits (`quantize`);
-4. measure PSNR and SSIM on MATLAB rgb2ycbcr's Y channel, `scale` pixels shaved.
-
-Two conventions that published tables mix (see REFERENCE.md) are explicit arguments and are
-printed under every table: the SSIM variant (`ssim_padding`) and how a single-channel image
-such as Set14's bridge.png is scored (`grey_as`):
-
-- "grey" (default, as the published bicubic rows): the grey image is replicated to RGB,
-  degraded and upscaled like any other, and the mean of the output's three channels,
-  rounded to 8 bits, is compared with the grey values. Bicubic output has three equal
-  channels, so this is exactly bicubic on the grey image;
-- "ycbcr": the replicated RGB image is scored through Y like every other image.
+Two conventions published tables mix (REFERENCE.md) are arguments, printed under every table:
+the SSIM variant (`ssim_padding`) and how a single-channel image such as Set14's bridge.png is
+scored (`grey_as`): "grey" (default, as the published bicubic rows) replicates it to RGB and
+compares the rounded mean of the output's channels with the grey values (exactly bicubic on
+the grey image, for bicubic); "ycbcr" scores the replicated RGB image through Y.
 """
 
 from __future__ import annotations
@@ -150,17 +143,13 @@ def evaluate(
 
 def _describe(protocol: dict) -> str:
     channel = "Y channel (MATLAB rgb2ycbcr)" if protocol["y_channel"] else "RGB channels"
-    ssim_text = {
-        "valid": "SSIM: Wang's ssim_index (11x11 Gaussian, sigma 1.5, 'valid' filtering)",
-        "replicate": "SSIM: MATLAB ssim() (11x11 Gaussian, sigma 1.5, replicate padding)",
-    }[protocol["ssim"]]
-    grey_text = {
-        "grey": "single-channel images scored on their own grey values",
-        "ycbcr": "single-channel images scored as RGB through YCbCr",
-    }[protocol["grey"]]
+    ssim_text = {"valid": "Wang's ssim_index (11x11 Gaussian, sigma 1.5, 'valid' filtering)",
+                 "replicate": "MATLAB ssim() (11x11 Gaussian, sigma 1.5, replicate padding)"}
+    grey_text = {"grey": "on their own grey values", "ycbcr": "as RGB through YCbCr"}
     return (f"PSNR (dB) / SSIM on the {channel}, `scale` pixels shaved, HR cropped to a "
             f"multiple of the scale, LR by MATLAB bicubic on uint8, outputs rounded to 8 bits; "
-            f"{ssim_text}; {grey_text}.")
+            f"SSIM: {ssim_text[protocol['ssim']]}; single-channel images scored "
+            f"{grey_text[protocol['grey']]}.")
 
 
 def format_table(rows: Sequence[dict]) -> str:

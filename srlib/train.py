@@ -1,10 +1,8 @@
 """Training: a frozen config, and a function that runs it and returns a plain history.
 
     history = train(preset_config("small", max_steps=300))
-    plt.plot(history["step"], history["loss"])
 
-The loop is chapter 3's (a batch of paired patches, forward, the loss summed over the output
-scales, backward, an Adam step). `run_dir/last.pt` holds all a run needs to continue where it
+The loop is chapter 3's. `run_dir/last.pt` holds all a run needs to continue where it
 stopped; `init=CHECKPOINT` starts from a checkpoint's weights with a fresh optimiser and
 schedule, and records its lineage.
 """
@@ -344,16 +342,13 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
         history, step = state["history"], state["step"]
 
     def save() -> None:
-        if not world.is_main:
-            return
-        state = {
-            "config": config.to_dict(), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
-            "rng": {"sampler": generator.get_state(), "torch": torch.get_rng_state()},
-            "history": history,
-        }
-        save_checkpoint(checkpoint_path, state)
-        atomic_write(run_dir / HISTORY_NAME, json.dumps(history).encode())
+        if world.is_main:
+            save_checkpoint(checkpoint_path, {
+                "config": config.to_dict(), "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
+                "rng": {"sampler": generator.get_state(), "torch": torch.get_rng_state()},
+                "history": history})
+            atomic_write(run_dir / HISTORY_NAME, json.dumps(history).encode())
 
     model.train()
     last = total_steps if stop_after is None else min(total_steps, stop_after)
@@ -429,9 +424,9 @@ def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
     differing = sorted(key for key in current if key not in RESUMABLE_CHANGES
                        and _plain(saved.get(key)) != _plain(current[key]))
     if differing:
-        raise CheckpointError(
-            f"{path}: checkpoint was trained with a different config ({', '.join(differing)}); "
-            "use another run_dir, or resume=False to start over")
+        raise CheckpointError(f"{path}: checkpoint was trained with a different config "
+                              f"({', '.join(differing)}); use another run_dir, or resume=False "
+                              "to start over")
 
 
 def _plain(value):
