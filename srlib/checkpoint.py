@@ -1,8 +1,8 @@
 """Checkpoints: the state of a run written atomically, read back as data, never as code.
 
-A checkpoint is a dict saved by `torch.save`: ``{"format": "srlib", "version": 1, "config":
-a TrainConfig as dict, "model": a state_dict}``, plus "optimizer", "scheduler", "scaler",
-"rng", "step", "epoch" and "history" in a checkpoint a run resumes from.
+A checkpoint is a `torch.save`d dict ``{"format": "srlib", "version": 1, "config": a TrainConfig
+as dict, "model": a state_dict}``, plus optimizer, scheduler, scaler, rng, step, epoch and history
+in one a run resumes from.
 """
 
 from __future__ import annotations
@@ -32,11 +32,7 @@ _TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.tmp")
 
 
 def ensure_writable_folder(folder: str | os.PathLike) -> Path:
-    """Create `folder` if needed and check, at the start of a run, that files can be written.
-
-    Raises:
-        CheckpointError: naming the folder and why (a parent is a file, permissions, full disk).
-    """
+    """Create `folder` if needed and check it takes files; else `CheckpointError` saying why."""
     folder = Path(folder)
     _make_folder(folder)
     probe = folder / f".write-test.{os.getpid()}.tmp"
@@ -56,14 +52,9 @@ def ensure_writable_folder(folder: str | os.PathLike) -> Path:
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | memoryview) -> Path:
-    """Write `data` to `path` so that `path` holds either its old bytes or all the new ones.
-
-    Raises:
-        CheckpointError: naming `path` and why (unwritable folder, full disk); `path` is kept.
-    """
+    """Write `data` so `path` holds its old bytes or all the new ones; else `CheckpointError`."""
     path = Path(path)
     _make_folder(path.parent)
-    # A temporary file beside `path`, fsynced, renamed over `path`; then the folder fsynced.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
@@ -157,9 +148,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Read a checkpoint file (or 'pretrained') as data only; tensors go to `map_location`.
 
     Raises:
-        CheckpointError: naming the file and the problem: missing, empty, truncated, corrupt
-            (zip CRC-32), not srlib's, from a newer srlib, or holding objects other than
-            tensors and plain containers (refused unbuilt: ``weights_only=True``).
+        CheckpointError: naming the file and the problem: missing, empty, truncated, corrupt, not
+            srlib's, from a newer srlib, or holding objects other than tensors and plain data.
     """
     path = resolve(path)
     if not path.is_file():
@@ -221,10 +211,7 @@ def _describe_load_error(error: Exception) -> str:
 
 
 def load_model(path: str | os.PathLike, *, scale: int | None = None, map_location="cpu"):
-    """Rebuild the model of a checkpoint file (or 'pretrained') for inference.
-
-    Returns:
-        (model in eval mode, its `srlib.train.TrainConfig`).
+    """Rebuild a checkpoint's (or 'pretrained') model: (model in eval mode, its TrainConfig).
 
     Raises:
         UsageError: `scale` is one no srlib network can serve (`srlib.model.check_scale`).

@@ -1,8 +1,7 @@
 """Training and test images: where they are on disk, and random paired patches cut from them.
 
-A data root (`root`, else $SRLIB_DATA, else ~/.cache/srlib) holds what `srlib download` writes:
-`benchmarks/<set>/`, `train/T91/` + `train/BSD200/`, `DIV2K/DIV2K_<split>_HR/`. An LR patch is an
-HR crop of `max_scale * p` pixels through `srlib.resize.degrade`; the target at scale s is the same
+A data root holds what `srlib download` writes: `benchmarks/<set>/`, `train/{T91,BSD200}/`, DIV2K.
+An LR patch is an HR crop of `max_scale * p` pixels through `degrade`; the target at scale s is that
 crop degraded by `max_scale / s`: a pyramid supervised at every level (LapSRN, Lai 2017, sec. 3.2).
 """
 
@@ -110,12 +109,7 @@ def default_images() -> list[Path]:
 
 
 def hr_paths(data: str, root: str | os.PathLike | None = None) -> list[Path]:
-    """The HR image files of a training source.
-
-    Args:
-        data: 'default' (`default_images`), 'train291', 'div2k', 'div2k-valid', or a folder.
-        root: the data root for 'train291' and 'div2k*'; None: `data_root()`.
-    """
+    """The HR image files of `data`, one of `SOURCES` or a folder; `root` as for `data_root`."""
     if data == "default":
         return default_images()
     if data == "train291":

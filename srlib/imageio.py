@@ -1,9 +1,7 @@
 """Reading and writing images: every file srlib touches goes through `load_image`.
 
-Whatever the file holds (palette, grey, alpha, CMYK, 16 bits, EXIF rotation, several frames),
-a caller gets a uint8 (H, W, 3) RGB array, upright, transparency on white; or `ImageError` naming
-the file and the problem in one line, never one of the many exceptions Pillow raises on malformed
-files. tests/test_imageio.py checks each case.
+Whatever the file holds (palette, grey, alpha, CMYK, 16 bits, EXIF rotation, frames), a caller gets
+uint8 (H, W, 3) RGB, upright, transparency on white; or one `ImageError` naming file and problem.
 """
 
 from __future__ import annotations
@@ -20,15 +18,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from srlib.errors import ImageError, UsageError
 
-# Decompression-bomb guard: a 100-byte PNG can claim 50,000 x 50,000 pixels (7.5 GB decoded).
-# 100 Mpx is 12x the largest DIV2K image; Pillow's own stop (2 x MAX_IMAGE_PIXELS) also applies.
+# Decompression-bomb guard (a 100-byte PNG can claim 50,000^2 pixels): 12x DIV2K's largest image.
 MAX_PIXELS: int = 100_000_000
 
 # What `list_images` collects from a folder (compared case-insensitively).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
-# Formats Pillow may try: keeps exotic decoders (EPS starts Ghostscript) off files that merely
-# carry an image suffix. "JPEG" also opens cameras' MPO files.
+# The decoders Pillow may try (JPEG covers MPO), so an image suffix never starts EPS's Ghostscript.
 PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 
 # Transparency goes on white, as viewers show it; the RGB under alpha = 0 is arbitrary (black).
@@ -37,16 +33,13 @@ BACKGROUND = 255
 
 def load_image(path: str | os.PathLike, *, grey: str = "rgb",
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an image file as 8-bit RGB, upright, alpha composited on white.
+    """Read an image file as uint8 (H, W, 3) RGB in [0, 255], upright, alpha composited on white.
 
     Args:
         path: a PNG, JPEG, BMP, GIF, TIFF or WebP file (the content decides, not the suffix).
-        grey: "rgb" replicates a single-channel image to 3 channels; "keep" returns (H, W),
+        grey: "rgb" replicates one channel to 3; "keep" returns a single-channel image as (H, W),
             so a grey benchmark image (Set14 bridge.png) is scored on its own values.
         max_pixels: refuse larger images, from the header, before decoding.
-
-    Returns:
-        uint8 (H, W, 3) RGB in [0, 255]; (H, W) for a single-channel image with grey="keep".
 
     Raises:
         ImageError: missing, empty, corrupt, not an image, too large, unsupported mode.
@@ -77,8 +70,7 @@ def load_image(path: str | os.PathLike, *, grey: str = "rgb",
                 return _to_array(image, path, grey)
         except ImageError:
             raise
-        # Pillow's decoders raise OSError, ValueError, SyntaxError, struct.error, EOFError, ...
-        # (the set changes between versions); to a user each means: this file cannot be read.
+        # Pillow's decoders raise many types, varying by version; each means: cannot read this file.
         except Exception as error:  # noqa: BLE001
             raise ImageError(f"{path}: {_describe(error, format_name)}") from None
 
@@ -130,10 +122,7 @@ def _to_array(image: Image.Image, path: Path, grey: str) -> np.ndarray:
 
 def require_min_size(path: str | os.PathLike, image: np.ndarray,
                      min_hw: int | tuple[int, int], what: str) -> None:
-    """Raise `ImageError` naming `path` if `image` (H, W[, C]) is below `min_hw`: int or (h, w).
-
-    `what` needs that size, for the message: "96x96 training patch", "scale x4".
-    """
+    """Raise `ImageError` if `image` is below `min_hw` (int or (h, w)), the size `what` needs."""
     min_h, min_w = (min_hw, min_hw) if isinstance(min_hw, int) else min_hw
     height, width = image.shape[:2]
     if height < min_h or width < min_w:
@@ -144,15 +133,12 @@ def require_min_size(path: str | os.PathLike, image: np.ndarray,
 def load_images(paths: Iterable[str | os.PathLike], *, min_size: int | tuple[int, int] = 0,
                 skip_bad: bool = True, grey: str = "rgb",
                 max_pixels: int = MAX_PIXELS) -> list[tuple[Path, np.ndarray]]:
-    """Load many images, skipping (with a warning naming the file) those that cannot be used.
+    """[(path, image)] in the order given, skipping with a warning the files that cannot be used.
 
     Args:
         min_size: smallest usable height and width (an int or (h, w)); 0 accepts any size.
         skip_bad: False raises the first `ImageError` instead of warning.
         grey, max_pixels: as for `load_image`.
-
-    Returns:
-        [(path, uint8 (H, W, 3) or (H, W))], in the order given.
 
     Raises:
         ImageError: no paths, none usable, or any problem when skip_bad=False.
@@ -182,8 +168,7 @@ def load_images(paths: Iterable[str | os.PathLike], *, min_size: int | tuple[int
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """The image files directly inside a folder (not recursive), sorted by name.
 
-    Returns paths whose suffix is in `IMAGE_SUFFIXES` (any case), skipping hidden files (macOS
-    copies leave "._name.png" metadata files). Raises `UsageError` if `folder` is not a folder.
+    Hidden files (macOS's "._name.png") are skipped; `UsageError` if `folder` is not a folder.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -194,10 +179,9 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 
 def save_image(path: str | os.PathLike, image: np.ndarray | torch.Tensor) -> Path:
-    """Write an image atomically (a temporary file beside `path`, then a rename); returns path.
+    """Write `image` to `path` atomically, in the format its suffix names; returns `path`.
 
     Args:
-        path: destination; the suffix picks the format (.png, .jpg, ...).
         image: uint8 (H, W, 3) or (H, W) array, or a float tensor in [0, 1] for `to_uint8`.
 
     Raises:

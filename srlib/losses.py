@@ -1,7 +1,4 @@
-"""Training losses: DSSIM (the seed's), MSE, L1, Charbonnier (LapSRN's), sums and pyramids.
-
-Every loss takes (sr, hr) of shape (B, C, H, W) in [0, 1] and returns a scalar tensor.
-"""
+"""Training losses, each (sr, hr) of shape (B, C, H, W) in [0, 1] -> scalar; the seed's is DSSIM."""
 
 from __future__ import annotations
 
@@ -10,18 +7,15 @@ import torch.nn.functional as F
 from pytorch_msssim import ssim as _msssim_ssim
 from torch import Tensor
 
-# The one SSIM definition (Wang et al., IEEE TIP 2004), shared with `srlib.metrics.ssim`:
-# an 11x11 Gaussian window of sigma 1.5, 'valid' filtering, K1 = 0.01, K2 = 0.03.
+# The one SSIM (Wang et al. 2004, 'valid', K1 = 0.01, K2 = 0.03), shared with `srlib.metrics.ssim`.
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 
 
 def dssim(sr: Tensor, hr: Tensor) -> Tensor:
     """Structural dissimilarity (1 - SSIM) / 2 over RGB, data range 1: 0 for identical images."""
-    similarity = _msssim_ssim(
-        sr.float(), hr.float(), data_range=1.0, win_size=SSIM_WINDOW, win_sigma=SSIM_SIGMA,
-        size_average=True,
-    )
+    similarity = _msssim_ssim(sr.float(), hr.float(), data_range=1.0, win_size=SSIM_WINDOW,
+                              win_sigma=SSIM_SIGMA, size_average=True)
     return (1 - similarity) / 2
 
 
@@ -67,10 +61,9 @@ def parse_loss(spec: str):
 
 
 def pyramid_loss(loss, outputs: dict[int, Tensor], targets: dict[int, Tensor]) -> Tensor:
-    """Sum of `loss` over every output scale, each against its own ground truth.
+    """Sum of `loss` (sr, hr) -> scalar over every output scale, each against its own target.
 
     Args:
-        loss: (sr, hr) -> scalar.
         outputs: {scale: (B, 3, sH, sW)} as returned by `SRNet`.
         targets: {scale: (B, 3, sH, sW)} the HR patch resized to each scale.
     """

@@ -25,13 +25,9 @@ _Y_OFFSET = 16.0
 
 
 def rgb_to_y(x: Tensor) -> Tensor:
-    """Luma Y of MATLAB's `rgb2ycbcr`, divided by 255.
+    """RGB (B, 3, H, W) in [0, 1] -> (B, 1, H, W) luma Y of MATLAB's `rgb2ycbcr`, divided by 255.
 
-    Args:
-        x: RGB images (B, 3, H, W), float in [0, 1].
-
-    Returns:
-        (B, 1, H, W), x's dtype, in [16/255, 235/255], not rounded (as MATLAB for doubles).
+    Values in [16/255, 235/255], x's dtype, not rounded (as MATLAB does for doubles).
     """
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"rgb_to_y expects (B, 3, H, W), got shape {tuple(x.shape)}")
@@ -63,9 +59,8 @@ def psnr(
     """Peak signal-to-noise ratio, 10 log10(data_range^2 / MSE), one value per image.
 
     Args:
-        sr: output images (B, C, H, W), float (float64 for numbers you quote); quantise to
-            8 bits first (`srlib.resize.quantize`) to follow the published protocol.
-        hr: reference images, same shape.
+        sr, hr: output and reference images (B, C, H, W), float (float64 for numbers you quote);
+            the published protocol quantises `sr` to 8 bits first (`srlib.resize.quantize`).
         data_range: the peak value (1.0 for images in [0, 1]).
         shave: pixels dropped at each border before measuring (the protocol uses `scale`).
         y_channel: measure on MATLAB rgb2ycbcr's Y (C must be 3) instead of all channels.
@@ -80,10 +75,7 @@ def psnr(
 
 def gaussian_window(size: int = 11, sigma: float = 1.5, *, dtype: torch.dtype = torch.float64,
                     device: torch.device | str | None = None) -> Tensor:
-    """The normalised 1-D Gaussian of SSIM, (size,) summing to 1, size odd.
-
-    Its outer product with itself is MATLAB's fspecial('gaussian', size, sigma).
-    """
+    """SSIM's 1-D Gaussian (size,), size odd, sum 1; its outer square is MATLAB's fspecial."""
     if size % 2 != 1:
         raise ValueError(f"gaussian_window: size must be odd, got {size}")
     coords = torch.arange(size, dtype=dtype, device=device) - size // 2

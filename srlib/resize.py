@@ -29,10 +29,7 @@ _SIZE_TOLERANCE = 1e-9
 
 
 def cubic(x: Tensor) -> Tensor:
-    """Keys' cubic convolution kernel with a = -0.5 (MATLAB's 'bicubic').
-
-    Args:
-        x: distances in input pixels, any shape, float.
+    """Keys' cubic convolution kernel, a = -0.5 (MATLAB's 'bicubic'), at `x` input pixels away.
 
     Returns:
         Kernel values, same shape and dtype: 1 at 0, 0 at every other integer, 0 for |x| >= 2.
@@ -151,14 +148,10 @@ def _round_levels(levels: Tensor) -> Tensor:
 
 
 def quantize(x: Tensor) -> Tensor:
-    """Round to the 8-bit grid as MATLAB's uint8 conversion does, staying float.
+    """Round images `x` (float, nominally [0, 1]) to the 8-bit grid k / 255, staying float.
 
-    Args:
-        x: images, any shape, float, nominally [0, 1].
-
-    Returns:
-        Same shape and dtype, values k / 255 for integers k in [0, 255]: clamped, then
-        rounded half away from zero (not torch.round's half to even). Zero gradient.
+    As MATLAB's uint8 conversion: clamped, then rounded half away from zero (not torch.round's
+    half to even). Same shape and dtype; zero gradient.
     """
     return _round_levels(x * 255.0) / 255.0
 
