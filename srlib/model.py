@@ -360,22 +360,3 @@ def build_model(preset: Preset) -> SRNet:
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters of `model`."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def count_macs(model: nn.Module, lr_size: int = 64, *, training: bool = False) -> float:
-    """Multiply-accumulates of one forward pass (with `training`, forward + backward) on a
-    (1, 3, lr_size, lr_size) patch, counted by torch's FlopCounterMode (FLOPs = 2 MACs)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    parameter = next(model.parameters())
-    x = torch.rand(1, 3, lr_size, lr_size, device=parameter.device, dtype=parameter.dtype)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        if training:
-            sum(output.sum() for output in model(x).values()).backward()
-        else:
-            with torch.no_grad():
-                model(x)
-    if training:
-        model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / 2

@@ -8,8 +8,15 @@ import torch
 
 from srlib.errors import UsageError
 from srlib.hardware import resolve_precision
-from srlib.model import PRESETS, build_model, count_macs
-from srlib.tools.bench import Plan, format_report, matmul_peak, run_bench, training_flops
+from srlib.model import PRESETS, build_model
+from srlib.tools.bench import (
+    Plan,
+    count_macs,
+    format_report,
+    matmul_peak,
+    run_bench,
+    training_flops,
+)
 
 TOY = Plan(train_sizes={"small": (2, 8)}, warmup=1, repeats=2,
            inference=(("small", 2, 40, 24, 4),), max_matrix=128)

@@ -1,5 +1,7 @@
 """The network: shapes at every preset and scale, all 12 blocks alive, the original's collapse."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -8,7 +10,6 @@ from srlib.model import (
     PRESETS,
     ResidualBlock,
     build_model,
-    count_macs,
     count_parameters,
     preset_from_config,
 )
@@ -132,8 +133,21 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     torch.testing.assert_close(grads[0], grads[1])
 
 
+def chapter_count_macs():
+    """The MAC counter chapter 2 writes out (its cell tagged `count-macs`)."""
+    import jupytext
+
+    chapter = Path(__file__).resolve().parents[1] / "notebooks" / "02_architecture.md"
+    namespace = {"torch": torch}
+    for cell in jupytext.read(chapter).cells:
+        if "count-macs" in cell.metadata.get("tags", []):
+            exec(compile(cell.source, str(chapter), "exec"), namespace)  # noqa: S102
+    return namespace["count_macs"]
+
+
 def test_counts_match_closed_forms():
-    # One 3x3 conv of 8 -> 8 channels on a 4x4 input: 8*8*9*16 MACs and 8*8*9 + 8 parameters.
+    count_macs = chapter_count_macs()
+    # One 3x3 conv of 3 -> 8 channels on a 4x4 input: 3*8*9*16 MACs and 3*8*9 + 8 parameters.
     conv = torch.nn.Conv2d(3, 8, 3, padding=1)
     assert count_parameters(conv) == 3 * 8 * 9 + 8
     assert count_macs(conv, lr_size=4) == 3 * 8 * 9 * 16

@@ -42,6 +42,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from srlib.errors import SrlibError, UsageError
 from srlib.hardware import cpu_name
@@ -151,13 +153,31 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, *, repeats: int = 5,
     return 2 * side**3 / statistics.median(times) / 1e9
 
 
+def count_macs(model: nn.Module, lr_size: int = 64, *, training: bool = False) -> float:
+    """Multiply-accumulates of one forward pass (with `training`, forward + backward) on a
+    (1, 3, lr_size, lr_size) patch, counted by torch's FlopCounterMode (FLOPs = 2 MACs)."""
+
+    parameter = next(model.parameters())
+    x = torch.rand(1, 3, lr_size, lr_size, device=parameter.device, dtype=parameter.dtype)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        if training:
+            sum(output.sum() for output in model(x).values()).backward()
+        else:
+            with torch.no_grad():
+                model(x)
+    if training:
+        model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 2
+
+
 def training_flops(preset: str, batch: int, patch: int) -> float:
     """FLOPs of the model's forward and backward passes on (batch, 3, patch, patch), counted.
 
     Counted by `FlopCounterMode` on the meta device (nothing computed): convolutions and
     matrix products, 2 FLOPs per multiply-accumulate. The loss and the optimiser are not in it.
     """
-    from srlib.model import PRESETS, build_model, count_macs
+    from srlib.model import PRESETS, build_model
 
     with torch.device("meta"):
         model = build_model(PRESETS[preset])
