@@ -7,8 +7,8 @@ emulated, several times slower than fp32 (README, "Performance"): 'auto' asks th
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
+import platform
 from pathlib import Path
 
 import torch
@@ -64,8 +64,6 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 def cpu_name() -> str:
     """The CPU's model name (e.g. 'AMD EPYC 9R14'), as /proc/cpuinfo or the platform says."""
-    import platform
-
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -92,26 +90,3 @@ def describe_hardware(device: torch.device, dtype: torch.dtype = torch.float32) 
     if device.type == "cuda":
         description["gpu"] = torch.cuda.get_device_name(device)
     return description
-
-
-def configure_backends(device: torch.device) -> None:
-    """Process-wide switches for speed that leave the arithmetic as it is.
-
-    CUDA: cuDNN autotuning (fixed sizes: the search pays once); TF32 stays off. CPU: glibc
-    keeps freed blocks up to 1 GiB for reuse, where by default every block over 32 MiB is
-    mapped afresh and each large activation pays a page fault per 4 KiB page.
-    """
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    elif device.type == "cpu":
-        _keep_freed_memory(1 << 30)
-
-
-def _keep_freed_memory(limit: int) -> None:
-    # mallopt(M_MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD); glibc only.
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, limit)
-        libc.mallopt(-1, 2 * limit)
-    except (OSError, AttributeError):
-        pass

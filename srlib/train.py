@@ -29,7 +29,6 @@ from srlib.data import PatchSampler, hr_paths, load_hr_images
 from srlib.errors import CheckpointError, TrainingError, UsageError
 from srlib.hardware import (
     autocast,
-    configure_backends,
     describe_hardware,
     resolve_precision,
     select_device,
@@ -54,8 +53,7 @@ class TrainConfig:
     """Everything that defines a training run. Defaults are the seed design's."""
 
     model: Preset = MODEL_PRESETS["seed"]  # the network (see `srlib.model.Preset`)
-    # Loss: 'dssim', 'mse', 'l1', 'charbonnier' or a weighted sum such as '0.84*dssim+0.16*l1',
-    # summed over every output scale (LapSRN's multi-scale supervision).
+    # 'dssim', 'mse', 'l1', 'charbonnier' or a sum such as '0.84*dssim+0.16*l1', over every scale
     loss: str = "dssim"
     # Data: 'default' (photographs inside scikit-image), 'train291', 'div2k', or a folder.
     data: str = "div2k"
@@ -65,8 +63,7 @@ class TrainConfig:
     batch_size: int = 16
     patches_per_image: int = 16  # an epoch draws this many patches from every image
     augment: bool = True  # random flips and 90-degree rotations
-    # Optimiser: Adam (Kingma & Ba 2015).
-    lr: float = 1e-4  # the learning rate
+    lr: float = 1e-4  # Adam's learning rate (Kingma & Ba 2015)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     # Schedule: 'step' multiplies lr by lr_decay every lr_decay_epochs epochs (the seed's:
@@ -78,8 +75,7 @@ class TrainConfig:
     epochs: int = 40
     max_steps: int | None = None  # stop after this many optimiser steps (None: all epochs)
     init: str | None = None  # start from this checkpoint's weights ('pretrained' or a path)
-    # Hardware: device 'auto' picks cuda, then mps, then cpu; precision 'auto' picks bf16
-    # autocast where the hardware has fast bf16, fp16 on older GPUs, else fp32.
+    # 'auto': cuda, mps, else cpu; precision 'auto': bf16 where fast, fp16 on old GPUs, else fp32
     device: str = "auto"
     precision: str = "fp32"
     channels_last: bool = False
@@ -209,8 +205,7 @@ class Progress:
 
     def __init__(self, total: int, start: int = 0, log: Path | None = None, enabled: bool = True):
         self.total, self.start, self.log, self.enabled = total, start, log, enabled
-        self.started = time.perf_counter()
-        self.last_line = self.started
+        self.started = self.last_line = time.perf_counter()
         self.announced = False
 
     def say(self, text: str) -> None:
@@ -295,7 +290,8 @@ def train(config: TrainConfig, *, resume: bool = True, progress: bool = True,
                          f"{world.size} processes")
     # Find an unwritable run folder now, not at the first checkpoint after minutes of work.
     run_dir = ensure_writable_folder(config.run_dir) if world.is_main else Path(config.run_dir)
-    configure_backends(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch sizes: the autotuning pays once
     dtype = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(device)

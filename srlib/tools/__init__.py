@@ -6,7 +6,8 @@
 - `srlib.tools.fetch`: how: checked, resumable downloads and safe, atomic extraction.
 - `srlib.tools.bench`: training and inference speed on this machine.
 - `srlib.tools.notebook`, `srlib.tools.sweep`: chapters as parameterised programs.
-- `srlib.tools.distributed`: DDP training under torchrun.
+- `srlib.tools.distributed`: DDP training under torchrun; `srlib.tools.backends`: the
+  process-wide speed switches (cuDNN autotuning, glibc keeping freed memory).
 - `srlib.tools.experiments`, `srlib.tools.lapsrn`, `srlib.tools.record`: the long runs behind
   `results/`, and what each results file records of the run that made it.
 

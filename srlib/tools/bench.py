@@ -21,8 +21,8 @@ Measurements run in one child process, whose OpenMP wait policy is set before Py
 On a machine shared with other jobs the default policy (threads spin at every barrier) made
 small operations hundreds of times slower; 'passive' (threads sleep) is what the `srlib`
 command sets unless the user chose a policy. The process-wide switches of
-`srlib.hardware.configure_backends` (cuDNN autotuning; glibc keeping freed blocks) apply to
-both fp32 eager and the fast path: they are the environment, not the fast path.
+`srlib.tools.backends.configure_backends` (cuDNN autotuning; glibc keeping freed blocks)
+apply to both fp32 eager and the fast path: they are the environment, not the fast path.
 
 Times are medians over repeats after warm-up steps; the load average is reported with them.
 """
@@ -384,7 +384,8 @@ def _worker(task: dict) -> dict:
     """Run one measurement task (what the parent sends as JSON) in this process."""
     if task.get("threads"):
         torch.set_num_threads(task["threads"])
-    from srlib.hardware import configure_backends, resolve_precision, select_device
+    from srlib.hardware import resolve_precision, select_device
+    from srlib.tools.backends import configure_backends
 
     device = select_device(task["device"])
     configure_backends(device)

@@ -125,8 +125,11 @@ def run_train(args: argparse.Namespace) -> int:
         print(json.dumps(config.to_dict(), indent=1, default=str))
         print(f"{WAIT_POLICY}={os.environ.get(WAIT_POLICY, '(unset)')}")
         return 0
+    from srlib.hardware import select_device
+    from srlib.tools.backends import configure_backends
     from srlib.tools.distributed import joined
 
+    configure_backends(select_device(config.device))
     with joined(config.device) as world:  # several processes under torchrun, else one
         history = train(config, resume=not args.no_resume, progress=not args.no_progress,
                         world=world)
@@ -174,10 +177,11 @@ def run_upscale(args: argparse.Namespace) -> int:
     import torch
 
     from srlib.checkpoint import load_model
-    from srlib.hardware import configure_backends, resolve_precision, select_device
+    from srlib.hardware import resolve_precision, select_device
     from srlib.imageio import IMAGE_SUFFIXES, load_image, save_image, to_tensor, to_uint8
     from srlib.infer import upscale
     from srlib.model import check_scale
+    from srlib.tools.backends import configure_backends
 
     # Argument checks first (exit 2), before any file is read or any model built.
     if not args.input.is_file():

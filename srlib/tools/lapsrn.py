@@ -68,9 +68,9 @@ def compare(lr_side: int = 256, scales=(2, 4, 8), repeats: int = 3, checkpoint: 
             ) -> list[dict]:
     """Milliseconds per output megapixel of LapSRN and of `checkpoint`'s network, per scale."""
     from srlib.checkpoint import load_model
-    from srlib.hardware import configure_backends
     from srlib.infer import upscale
     from srlib.model import count_parameters
+    from srlib.tools.backends import configure_backends
 
     configure_backends(torch.device("cpu"))  # the allocator setting srlib upscale uses
     ours, _ = load_model(checkpoint)
