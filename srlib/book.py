@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from srlib.checkpoint import atomic_write
 from srlib.errors import UsageError
+from srlib.files import atomic_write
 
 
 def _flag(name: str) -> bool:

@@ -6,8 +6,8 @@ uint8 (H, W, 3) RGB, upright, transparency on white; or one `ImageError` naming 
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from srlib.errors import ImageError, UsageError
+from srlib.files import atomic_write
 
 # Decompression-bomb guard (a 100-byte PNG can claim 50,000^2 pixels): 12x DIV2K's largest image.
 MAX_PIXELS: int = 100_000_000
@@ -186,6 +187,7 @@ def save_image(path: str | os.PathLike, image: np.ndarray | torch.Tensor) -> Pat
 
     Raises:
         UsageError: the parent folder is missing or the suffix is not an image format.
+        ImageError: the file cannot be written (says why; an older file there is kept).
     """
     path = Path(path)
     if not path.parent.is_dir():
@@ -196,16 +198,9 @@ def save_image(path: str | os.PathLike, image: np.ndarray | torch.Tensor) -> Pat
     image = to_uint8(image) if isinstance(image, torch.Tensor) else np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(f"expected uint8 (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
-    # A crash mid-write leaves a hidden temporary file, never a truncated image under the name.
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        Image.fromarray(image).save(temp_name, format=format_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    encoded = io.BytesIO()
+    Image.fromarray(image).save(encoded, format=format_name)
+    return atomic_write(path, encoded.getbuffer(), error=ImageError)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -18,15 +18,10 @@ from pathlib import Path
 
 import torch
 
-from srlib.checkpoint import (
-    atomic_write,
-    ensure_writable_folder,
-    load_checkpoint,
-    resolve,
-    save_checkpoint,
-)
+from srlib.checkpoint import load_checkpoint, resolve, save_checkpoint
 from srlib.data import PatchSampler, hr_paths, load_hr_images
 from srlib.errors import CheckpointError, TrainingError, UsageError
+from srlib.files import atomic_write, ensure_writable_folder
 from srlib.hardware import (
     autocast,
     describe_hardware,

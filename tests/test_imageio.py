@@ -450,6 +450,22 @@ def test_save_image_leaves_no_partial_file_when_writing_fails(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]  # no temporary left
 
 
+def test_save_image_full_disk_is_an_image_error_naming_the_file(tmp_path, monkeypatch):
+    from srlib import files
+
+    save_image(tmp_path / "a.png", random_rgb(seed=1))
+    before = (tmp_path / "a.png").read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    with pytest.raises(ImageError, match=r"a\.png: cannot write \(no space left on device\)"):
+        save_image(tmp_path / "a.png", random_rgb(seed=2))
+    assert (tmp_path / "a.png").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
 def test_to_tensor_shapes_and_range():
     image = random_rgb()
     tensor = to_tensor(image)

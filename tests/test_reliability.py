@@ -25,15 +25,10 @@ import numpy as np
 import pytest
 import torch
 
-from srlib import checkpoint
-from srlib.checkpoint import (
-    atomic_write,
-    ensure_writable_folder,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-)
+from srlib import files
+from srlib.checkpoint import load_checkpoint, load_model, save_checkpoint
 from srlib.errors import CheckpointError, TrainingError, UsageError
+from srlib.files import atomic_write, ensure_writable_folder
 from srlib.model import PRESETS, build_model, check_scale
 from srlib.train import TrainConfig, train
 
@@ -278,7 +273,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, where
     path = model_checkpoint(tmp_path / "last.pt")
     before = path.read_bytes()
     failure = _fail_write_halfway(os.write) if where == "write" else _raise(code)
-    monkeypatch.setattr(checkpoint.os, where, failure)
+    monkeypatch.setattr(files.os, where, failure)
     with pytest.raises(CheckpointError) as error:
         model_checkpoint(path, scale=4)
     monkeypatch.undo()
@@ -301,7 +296,7 @@ def test_output_folder_under_a_regular_file_is_a_clear_error(tmp_path):
 
 
 def test_unwritable_folder_is_reported_by_the_probe(tmp_path, monkeypatch):
-    monkeypatch.setattr(checkpoint.os, "open", _raise(errno.EROFS))
+    monkeypatch.setattr(files.os, "open", _raise(errno.EROFS))
     with pytest.raises(CheckpointError, match="not writable.*read-only file system"):
         ensure_writable_folder(tmp_path)
 
@@ -379,7 +374,7 @@ def test_disk_full_during_training_keeps_the_old_checkpoint(image_folder, tmp_pa
     config = tiny_config(image_folder, tmp_path, max_steps=2)
     train(config, progress=False)
     before = (tmp_path / "last.pt").read_bytes()
-    monkeypatch.setattr(checkpoint.os, "fsync", _raise(errno.ENOSPC))
+    monkeypatch.setattr(files.os, "fsync", _raise(errno.ENOSPC))
     longer = config.replace(max_steps=4)
     with pytest.raises(CheckpointError) as error:
         train(longer, progress=False)

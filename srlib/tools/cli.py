@@ -179,7 +179,7 @@ def run_upscale(args: argparse.Namespace) -> int:
     from srlib.checkpoint import load_model
     from srlib.hardware import resolve_precision, select_device
     from srlib.imageio import IMAGE_SUFFIXES, load_image, save_image, to_tensor, to_uint8
-    from srlib.infer import upscale
+    from srlib.infer import check_tiling, upscale
     from srlib.model import check_scale
     from srlib.tools.backends import configure_backends
 
@@ -192,10 +192,7 @@ def run_upscale(args: argparse.Namespace) -> int:
                          f"(use one of {', '.join(IMAGE_SUFFIXES)})")
     if not args.output.parent.resolve().is_dir():
         raise UsageError(f"{args.output.parent}: output folder does not exist")
-    if args.tile < 0 or args.overlap < 0:
-        raise UsageError("--tile and --overlap must not be negative")
-    if args.tile and args.overlap >= args.tile // 2:
-        raise UsageError(f"--overlap {args.overlap} must be under half of --tile {args.tile}")
+    check_tiling(args.tile, args.overlap)
     if args.scale is not None:
         check_scale(args.scale)
     _check_checkpoint(args.checkpoint)
@@ -295,7 +292,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     save_images=args.save_images, log=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_table(rows))
     if args.json is not None:
-        from srlib.checkpoint import atomic_write
+        from srlib.files import atomic_write
 
         atomic_write(args.json, (json.dumps(rows, indent=1) + "\n").encode())
     return 0
