@@ -22,6 +22,7 @@ from torch import Tensor
 
 from srlib.errors import UsageError
 from srlib.imageio import list_images, load_image, save_image
+from srlib.infer import as_upscaler
 from srlib.metrics import SSIM_PADDINGS, psnr, ssim
 from srlib.model import check_scale
 from srlib.resize import degrade, imresize, modcrop, quantize
@@ -139,6 +140,18 @@ def evaluate(
                 log(f"{method} {set_name} x{scale}: {row['psnr']:.2f} dB / {row['ssim']:.4f} "
                     f"({row['n']} images)")
     return rows
+
+
+def validate(model, folder: str | Path, scales, device: torch.device) -> list[dict]:
+    """PSNR/SSIM (Y channel, published protocol) of `model` on the HR images in `folder`."""
+    was_training = model.training
+    try:
+        rows = evaluate(as_upscaler(model, device), {Path(folder).name: Path(folder)}, scales,
+                        method="model")
+    finally:
+        model.train(was_training)
+    return [{"set": row["set"], "scale": row["scale"], "psnr": row["psnr"], "ssim": row["ssim"]}
+            for row in rows]
 
 
 def _describe(protocol: dict) -> str:

@@ -21,13 +21,9 @@ import torch
 from srlib.checkpoint import load_checkpoint, resolve, save_checkpoint
 from srlib.data import PatchSampler, hr_paths, load_hr_images
 from srlib.errors import CheckpointError, TrainingError, UsageError
+from srlib.evaluate import validate
 from srlib.files import atomic_write, ensure_writable_folder
-from srlib.hardware import (
-    autocast,
-    describe_hardware,
-    resolve_precision,
-    select_device,
-)
+from srlib.hardware import autocast, describe_hardware, resolve_precision, select_device
 from srlib.losses import parse_loss, pyramid_loss
 from srlib.model import PRESETS as MODEL_PRESETS
 from srlib.model import Preset, build_model, preset_from_config
@@ -177,21 +173,6 @@ def training_step(model, optimizer, scaler, loss_function, lr_image: torch.Tenso
     scaler.step(optimizer)
     scaler.update()
     return global_loss
-
-
-def validate(model, folder: str | Path, scales, device: torch.device) -> list[dict]:
-    """PSNR/SSIM (Y channel, published protocol) of `model` on the HR images in `folder`."""
-    from srlib.evaluate import evaluate
-    from srlib.infer import as_upscaler
-
-    was_training = model.training
-    try:
-        rows = evaluate(as_upscaler(model, device), {Path(folder).name: Path(folder)}, scales,
-                        method="model")
-    finally:
-        model.train(was_training)
-    return [{"set": row["set"], "scale": row["scale"], "psnr": row["psnr"], "ssim": row["ssim"]}
-            for row in rows]
 
 
 class Progress:
