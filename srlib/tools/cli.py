@@ -58,8 +58,9 @@ TRAIN_FIELDS = {"loss": "loss", "data": "data", "data_root": "data_root",
                 "batch_size": "batch_size", "patch_size": "patch_size", "lr": "lr",
                 "schedule": "schedule", "warmup_steps": "warmup_steps", "init": "init",
                 "device": "device", "precision": "precision", "seed": "seed",
-                "run_dir": "run_dir", "checkpoint_every": "checkpoint_every"}
-POSITIVE = ("steps", "epochs", "batch_size", "patch_size", "checkpoint_every")
+                "run_dir": "run_dir", "checkpoint_every": "checkpoint_every",
+                "val_every": "val_every"}
+POSITIVE = ("steps", "epochs", "batch_size", "patch_size", "checkpoint_every", "val_every")
 
 
 def add_train(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +92,8 @@ def add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--run-dir", help="where checkpoints and history go")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    parser.add_argument("--val-every", type=int,
+                        help="steps between validations on --val-data (default: every epoch)")
     parser.add_argument("--no-resume", action="store_true",
                         help="start over even if run-dir holds a checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines")
