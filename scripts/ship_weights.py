@@ -43,8 +43,9 @@ def main() -> None:
     if args.previous is not None:
         previous = json.loads(args.previous.read_text())
         curve = previous.get("curve") or _first_stage_curve(previous)
+        # The curve is cumulative over the earlier stages: continue from its last point.
         hours = max(point["core_hours"] for point in curve)
-        patches = previous["patches_seen"]
+        patches = max(point["patches"] for point in curve)
         stage = 1 + max(point["stage"] for point in curve)
     # Core-hours: wall time x threads (an upper bound of the CPU time on a shared machine).
     hours_per_step = history["train_seconds"] / state["step"] * history["hardware"]["threads"] / 3600
