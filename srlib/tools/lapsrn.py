@@ -64,16 +64,21 @@ def _seconds(run, repeats: int) -> float:
 
 
 @torch.no_grad()
-def compare(lr_side: int = 256, scales=(2, 4, 8), repeats: int = 3, checkpoint: str = "pretrained"
-            ) -> list[dict]:
-    """Milliseconds per output megapixel of LapSRN and of `checkpoint`'s network, per scale."""
+def compare(lr_side: int = 256, scales=(2, 4, 8), repeats: int = 3, checkpoint: str = "pretrained",
+            widths: tuple[int, int] | None = None) -> list[dict]:
+    """Milliseconds per output megapixel of LapSRN and of `checkpoint`'s network, per scale;
+    with `widths` (feature_width, channels), of that network rebuilt at those widths with
+    random weights instead (the widths a next stage could afford)."""
     from srlib.checkpoint import load_model
     from srlib.infer import upscale
-    from srlib.model import count_parameters
+    from srlib.model import build_model, count_parameters
     from srlib.tools.backends import configure_backends
 
     configure_backends(torch.device("cpu"))  # the allocator setting srlib upscale uses
-    ours, _ = load_model(checkpoint)
+    ours, config = load_model(checkpoint)
+    if widths is not None:
+        ours = build_model(config.model.replace(feature_width=widths[0], channels=widths[1]))
+        ours.eval()
     torch.manual_seed(0)
     x = torch.rand(1, 3, lr_side, lr_side)
     rows = []
@@ -98,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srlib.tools.lapsrn",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="pretrained")
+    parser.add_argument("--widths", type=int, nargs=2, metavar=("FEATURE_WIDTH", "CHANNELS"),
+                        help="time the checkpoint's network rebuilt at these widths instead")
     parser.add_argument("--lr-side", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="write the rows and provenance as JSON")
@@ -105,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     from srlib.tools.record import provenance
 
     started = time.perf_counter()
-    rows = compare(args.lr_side, repeats=args.repeats, checkpoint=args.checkpoint)
+    rows = compare(args.lr_side, repeats=args.repeats, checkpoint=args.checkpoint,
+                   widths=tuple(args.widths) if args.widths else None)
     print("| scale | srlib ms/MP | LapSRN ms/MP | srlib params (M) | LapSRN params (M) |")
     print("|---|---|---|---|---|")
     for row in rows:
