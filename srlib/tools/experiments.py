@@ -1,6 +1,7 @@
 """The book's long experiments, run once and committed as data under `results/`.
 
     python -m srlib.tools.experiments ablation --steps 1000 --workers 2
+    python -m srlib.tools.experiments levers --steps 1000 --seeds 2 --workers 2
 
 `ablation` trains one network per (variant, seed) on the 291-image set with the same data,
 schedule and budget, evaluates each on Set5 and Set14 under the published protocol (Y channel,
@@ -15,6 +16,8 @@ schedule and budget, evaluates each on Set5 and Set14 under the published protoc
 
 Variants: the five losses on the design as described, and three design changes (no
 back-projection, no squeeze-excitation, tied blocks) trained with the Charbonnier loss.
+`levers` writes the same files under `results/levers/` (no weights) for the training levers
+(`LEVERS`), each changed alone from the Charbonnier run.
 Runs are independent: `--workers 2` runs two at a time, one thread each (a 16-channel network
 uses a second thread poorly: measured 0.27 vs 0.24 s/step). A finished run is not redone, so
 an interrupted sweep continues where it stopped.
@@ -114,7 +117,7 @@ def run_one(run: dict, options: dict) -> dict:
     kept = {key: history[key] for key in ("step", "loss", "lr", "val", "train_seconds",
                                           "patches", "hardware")}
     (out / "histories" / f"{run['name']}.json").write_text(json.dumps(kept))
-    if run["seed"] == 0:
+    if run["seed"] == 0 and options.get("keep_weights", True):
         export_model(history["checkpoint"], out / "weights" / f"{run['name']}.pt")
     result = {"rows": rows, "images": images, "cpu_seconds": time.process_time() - started}
     (Path(options["runs"]) / run["name"] / "result.json").write_text(json.dumps(result))
@@ -159,7 +162,8 @@ def ablation(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     options = {"out": str(out), "runs": str(runs_dir), "steps": args.steps, "scale": args.scale,
                "patch": args.patch, "batch": args.batch, "lr": args.lr, "threads": args.threads,
-               "precision": args.precision}
+               "precision": args.precision,
+               "keep_weights": args.experiment == "ablation"}  # chapter 4 shows the ablation's
     # The code that runs is the code at launch: record that commit, not the one at the end.
     launched = provenance("", 0.0)["commit"]
     runs = (lever_plan(args.seeds) if args.experiment == "levers"
