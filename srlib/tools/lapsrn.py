@@ -65,10 +65,11 @@ def _seconds(run, repeats: int) -> float:
 
 @torch.no_grad()
 def compare(lr_side: int = 256, scales=(2, 4, 8), repeats: int = 3, checkpoint: str = "pretrained",
-            widths: tuple[int, int] | None = None) -> list[dict]:
+            widths: tuple[int, int] | None = None,
+            blocks: tuple[int, ...] | None = None) -> list[dict]:
     """Milliseconds per output megapixel of LapSRN and of `checkpoint`'s network, per scale;
-    with `widths` (feature_width, channels), of that network rebuilt at those widths with
-    random weights instead (the widths a next stage could afford)."""
+    with `widths` (feature_width, channels) or `blocks` (blocks per stage), of that network
+    rebuilt so, with random weights, instead (what a next stage could afford)."""
     from srlib.checkpoint import load_model
     from srlib.infer import upscale
     from srlib.model import build_model, count_parameters
@@ -76,9 +77,13 @@ def compare(lr_side: int = 256, scales=(2, 4, 8), repeats: int = 3, checkpoint: 
 
     configure_backends(torch.device("cpu"))  # the allocator setting srlib upscale uses
     ours, config = load_model(checkpoint)
+    changes = {}
     if widths is not None:
-        ours = build_model(config.model.replace(feature_width=widths[0], channels=widths[1]))
-        ours.eval()
+        changes.update(feature_width=widths[0], channels=widths[1])
+    if blocks is not None:
+        changes.update(blocks_per_stage=tuple(blocks))
+    if changes:
+        ours = build_model(config.model.replace(**changes)).eval()
     torch.manual_seed(0)
     x = torch.rand(1, 3, lr_side, lr_side)
     rows = []
@@ -105,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="pretrained")
     parser.add_argument("--widths", type=int, nargs=2, metavar=("FEATURE_WIDTH", "CHANNELS"),
                         help="time the checkpoint's network rebuilt at these widths instead")
+    parser.add_argument("--blocks", type=int, nargs="+", metavar="N",
+                        help="time it rebuilt with these blocks per stage (x2 stage first)")
     parser.add_argument("--lr-side", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="write the rows and provenance as JSON")
@@ -113,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     rows = compare(args.lr_side, repeats=args.repeats, checkpoint=args.checkpoint,
-                   widths=tuple(args.widths) if args.widths else None)
+                   widths=tuple(args.widths) if args.widths else None,
+                   blocks=tuple(args.blocks) if args.blocks else None)
     print("| scale | srlib ms/MP | LapSRN ms/MP | srlib params (M) | LapSRN params (M) |")
     print("|---|---|---|---|---|")
     for row in rows:
