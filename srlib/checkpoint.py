@@ -156,3 +156,55 @@ def export_model(path: str | os.PathLike, destination: str | os.PathLike) -> Pat
     state = load_checkpoint(path)
     kept = {key: state[key] for key in ("config", "model", "step", "history") if key in state}
     return save_checkpoint(destination, kept)
+
+
+def widen_weights(weights: dict, narrow_channels: int, model: torch.nn.Module) -> dict:
+    """A narrower network's `weights` grown to fit `model`, so that `model` computes exactly
+    what the narrow network did (a function-preserving growth, as Net2Net's, Chen et al., ICLR
+    2016, here with zeros instead of copied units).
+
+    Every channel the narrow network had keeps its weights, at the front of its layer, and
+    reads the new channels through weights of zero; the new channels keep `model`'s random
+    initial weights and read everything. So the new channels carry features from the first
+    step, and the zero weights that read them get gradients: training grows into the width.
+    The one layout that is not "old channels first" is a stage's concatenation of its blocks'
+    maps, where every block's old channels lead its own group.
+
+    Args:
+        weights: the narrow network's state_dict.
+        narrow_channels: its `channels` (feature_width needs no special case).
+        model: the wider network (same layout, every width at least the narrow one's).
+
+    Raises:
+        CheckpointError: a weight is missing, or narrower in `model` than in `weights`.
+    """
+    grown = {}
+    for name, fresh in model.state_dict().items():
+        if name not in weights:
+            raise CheckpointError(f"the narrow network has no weight {name}")
+        old = weights[name].to(fresh.dtype)
+        if old.dim() != fresh.dim() or any(o > f for o, f in zip(old.shape, fresh.shape)):
+            raise CheckpointError(f"{name}: {tuple(old.shape)} does not grow into "
+                                  f"{tuple(fresh.shape)}")
+        if old.shape == fresh.shape:
+            grown[name] = old.clone()
+            continue
+        module = model.get_submodule(name.rpartition(".")[0])
+        # Conv weights are (out, in, kh, kw); transposed convs store (in, out, kh, kw).
+        transposed = isinstance(module, torch.nn.ConvTranspose2d) and old.dim() == 4
+        new = fresh.clone().transpose(0, 1) if transposed else fresh.clone()
+        old = old.transpose(0, 1) if transposed else old
+        out_slots = torch.arange(old.shape[0])
+        if old.dim() == 1:  # a bias
+            new[out_slots] = old
+        else:
+            in_slots = torch.arange(old.shape[1])
+            if name.endswith("compress.weight"):  # input: the blocks' maps, concatenated
+                blocks = old.shape[1] // narrow_channels
+                wide = new.shape[1] // blocks
+                in_slots = torch.cat([block * wide + torch.arange(narrow_channels)
+                                      for block in range(blocks)])
+            new[out_slots] = 0  # old channels ignore the new ones ...
+            new[out_slots[:, None], in_slots[None, :]] = old  # ... and keep their weights
+        grown[name] = new.transpose(0, 1).contiguous() if transposed else new
+    return grown

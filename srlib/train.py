@@ -4,7 +4,8 @@
 
 The loop is chapter 3's. `run_dir/last.pt` holds all a run needs to continue where it
 stopped; `init=CHECKPOINT` starts from a checkpoint's weights with a fresh optimiser and
-schedule, and records its lineage.
+schedule, and records its lineage; a config whose network is the checkpoint's made wider
+(feature_width, channels) starts out computing exactly what the checkpoint did.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from srlib.checkpoint import load_checkpoint, resolve, save_checkpoint
+from srlib.checkpoint import load_checkpoint, resolve, save_checkpoint, widen_weights
 from srlib.data import PatchSampler, hr_paths, load_hr_images
 from srlib.errors import CheckpointError, TrainingError, UsageError
 from srlib.evaluate import validate
@@ -372,21 +373,31 @@ def _load_init(model, init: str, config_model: Preset) -> list[dict]:
     state = load_checkpoint(init)
     path = resolve(init)
     saved = preset_from_config(state["config"])
-    if saved != config_model:
-        differing = [field for field in saved.__dataclass_fields__
-                     if getattr(saved, field) != getattr(config_model, field)]
+    differing = [field for field in saved.__dataclass_fields__
+                 if getattr(saved, field) != getattr(config_model, field)]
+    widths = ("feature_width", "channels")
+    # A wider copy of the checkpoint's network starts out computing what the checkpoint did.
+    widened = bool(differing) and set(differing) <= set(widths) and all(
+        getattr(config_model, field) >= getattr(saved, field) for field in widths)
+    if differing and not widened:
         raise CheckpointError(f"{path}: holds another network than the config's (differs in "
                               f"{', '.join(differing)}); pass the checkpoint's network as "
-                              "the config's model")
+                              "the config's model, or one that only widens it")
     try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
+        weights = state["model"]
+        if widened:
+            weights = widen_weights(weights, saved.channels, model)
+        model.load_state_dict(weights)
+    except (RuntimeError, CheckpointError) as error:
         raise CheckpointError(f"{path}: its weights do not fit this network "
                               f"({str(error).splitlines()[0]})") from None
     history = state.get("history", {})
     stage = {"init_from": str(path), "steps": state.get("step"),
              "patches": history.get("patches"), "train_seconds": history.get("train_seconds"),
              "hardware": history.get("hardware"), "config": state["config"]}
+    if widened:
+        stage["widened"] = {field: [getattr(saved, field), getattr(config_model, field)]
+                            for field in widths}
     return list(history.get("lineage", [])) + [stage]
 
 

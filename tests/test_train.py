@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from srlib.checkpoint import export_model, load_checkpoint, load_model
+from srlib.checkpoint import export_model, load_checkpoint, load_model, widen_weights
 from srlib.errors import CheckpointError, TrainingError
-from srlib.model import PRESETS
+from srlib.model import PRESETS, build_model
 from srlib.train import TrainConfig, learning_rate, preset_config, train
 
 TINY_MODEL = {"feature_width": 8, "channels": 8, "se_reduction": 4}
@@ -116,10 +116,40 @@ def test_init_starts_from_weights_with_a_fresh_schedule_and_records_lineage(imag
     # not a fresh network's.
     fresh = train(tiny_config(image_folder, tmp_path / "fresh", max_steps=1), progress=False)
     assert abs(second["loss"][0] - first["loss"][-1]) < abs(fresh["loss"][0] - first["loss"][-1])
-    with pytest.raises(CheckpointError, match="another network.*channels"):
-        wide = tiny_config(image_folder, tmp_path / "wide", max_steps=1, init=str(exported),
-                           model_changes={"channels": 16})
-        train(wide, progress=False)
+    for changes in ({"se_reduction": 2}, {"channels": 4}):  # not the same network widened
+        with pytest.raises(CheckpointError, match="another network"):
+            other = tiny_config(image_folder, tmp_path / "other", max_steps=1,
+                                init=str(exported), model_changes=changes)
+            train(other, progress=False)
+    # The same network made wider starts where the checkpoint stood: same first loss.
+    wide = train(tiny_config(image_folder, tmp_path / "wide", max_steps=1, init=str(exported),
+                             model_changes={"feature_width": 12, "channels": 16}),
+                 progress=False)
+    assert wide["loss"][0] == pytest.approx(second["loss"][0], rel=1e-4)
+    assert wide["lineage"][0]["widened"] == {"feature_width": [8, 12], "channels": [8, 16]}
+
+
+def test_widening_keeps_what_the_network_computes_and_lets_the_new_channels_learn():
+    torch.manual_seed(0)
+    narrow_preset = PRESETS["small"].replace(**TINY_MODEL)
+    narrow = build_model(narrow_preset)
+    for head in narrow.to_image.values():  # they start at zero: make every output depend on them
+        torch.nn.init.normal_(head.body[-1].weight, std=0.1)
+    x = torch.rand(2, 3, 10, 12)
+    expected = narrow(x)
+    # 12 channels: not a multiple of the narrow 8, so every concatenation slot moves.
+    wide = build_model(narrow_preset.replace(feature_width=20, channels=12))
+    wide.load_state_dict(widen_weights(narrow.state_dict(), 8, wide))
+    outputs = wide(x)
+    for scale, image in expected.items():
+        assert torch.allclose(outputs[scale], image, atol=1e-5), scale
+    # The weights by which old channels read new ones start at zero but get gradients.
+    sum(image.square().mean() for image in outputs.values()).backward()
+    compress = wide.stages[0].compress.weight.grad  # (12, 6 blocks x 12, 3, 3)
+    assert compress[:8, 8:12].abs().sum() > 0 and compress[:8, 20:24].abs().sum() > 0
+    assert wide.features[2].weight.grad[:8, 8:].abs().sum() > 0
+    with pytest.raises(CheckpointError, match="does not grow"):
+        widen_weights(wide.state_dict(), 12, narrow)
 
 
 def test_progress_lines_go_to_the_terminal_and_the_log(image_folder, tmp_path, capsys):

@@ -76,6 +76,9 @@ def add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", metavar="CHECKPOINT",
                         help="start from this checkpoint's weights (or 'pretrained'), with a "
                              "fresh optimiser and schedule")
+    parser.add_argument("--widths", type=int, nargs=2, metavar=("FEATURE_WIDTH", "CHANNELS"),
+                        help="the network at these widths; with --init, the checkpoint's "
+                             "network grown to them, computing what it did at the start")
     parser.add_argument("--loss", help="dssim, mse, l1, charbonnier or a sum like dssim+0.5*l1")
     parser.add_argument("--data", help="default, train291, div2k, or a folder of HR images")
     parser.add_argument("--data-root", help="where train291 / div2k live (default: $SRLIB_DATA)")
@@ -124,6 +127,12 @@ def run_train(args: argparse.Namespace) -> int:
 
         changes["model"] = preset_from_config(load_checkpoint(args.init)["config"])
     config = preset_config(args.config, scale=args.scale, **changes)
+    if args.widths is not None:
+        feature_width, channels = args.widths
+        if min(args.widths) < 1:
+            raise UsageError(f"--widths must be positive, got {feature_width} {channels}")
+        config = config.replace(model=config.model.replace(feature_width=feature_width,
+                                                           channels=channels))
     if args.dry_run:
         print(json.dumps(config.to_dict(), indent=1, default=str))
         print(f"{WAIT_POLICY}={os.environ.get(WAIT_POLICY, '(unset)')}")
