@@ -1,16 +1,21 @@
 """Export a training run as srlib's shipped weights, with its record beside it.
 
     python scripts/ship_weights.py runs/stage2 srlib/pretrained/pyramid_small_291.pt \
-        --command "srlib train ..." [--sets-root DIR]
+        --previous results/pretrained/stage1_pyramid_quick_291.json --command "srlib train ..."
 
 Writes the exported checkpoint (config, weights, step, history with lineage; no optimiser
 state) and a `.json` beside it: the command, commit, hardware, steps, patches seen, training
 time, every earlier stage (lineage), the Set5 validation history and the evaluation on Set5 and
 Set14 at every scale the network serves, under the published protocol.
+
+With `--record-only` it ships nothing: a stage that did not beat the shipped weights keeps
+its record (`out`, a .json under results/) and its curve continues the shipped one's, while
+the weights stay in the run folder.
 """
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,12 +36,16 @@ def main() -> None:
     parser.add_argument("--command", required=True, help="the command that trained the run")
     parser.add_argument("--previous", type=Path,
                         help="the record (.json) of the shipped weights this run started from")
+    parser.add_argument("--record-only", action="store_true",
+                        help="write the record alone (out: a .json), ship no weights")
     args = parser.parse_args()
     started = time.perf_counter()
-    export_model(args.run_dir / "last.pt", args.out)
-    state = load_checkpoint(args.out)
+    with tempfile.TemporaryDirectory() as scratch:
+        exported = Path(scratch, "run.pt") if args.record_only else args.out
+        export_model(args.run_dir / "last.pt", exported)
+        state = load_checkpoint(exported)
+        model, config = load_model(exported)
     history = state["history"]
-    model, config = load_model(args.out)
     sets = {name: benchmark_dir(name) for name in ("Set5", "Set14")}
     rows = evaluate(as_upscaler(model), sets, model.output_scales, method="pretrained")
     curve, hours, patches, stage = [], 0.0, 0, 1
@@ -53,8 +62,10 @@ def main() -> None:
                "core_hours": round(hours + row["step"] * hours_per_step, 4),
                "patches": patches + row["step"] * config.batch_size,
                "scale": row["scale"], "psnr": row["psnr"]} for row in history["val"]]
+    checkpoint = args.run_dir / "last.pt" if args.record_only else "pretrained"
     record = {
-        "file": args.out.name,
+        "file": None if args.record_only else args.out.name,
+        "shipped": not args.record_only,
         "parameters": count_parameters(model),
         "config": config.to_dict(),
         "steps": state["step"],
@@ -67,8 +78,9 @@ def main() -> None:
         "curve": curve,
         "evaluation": [{key: row[key] for key in ("set", "scale", "psnr", "ssim", "n")}
                        for row in rows],
-        "evaluation_command": "srlib evaluate --checkpoint pretrained --sets Set5 Set14",
-        "exported": provenance(f"python scripts/ship_weights.py {args.run_dir} {args.out}",
+        "evaluation_command": f"srlib evaluate --checkpoint {checkpoint} --sets Set5 Set14",
+        "exported": provenance(f"python scripts/ship_weights.py {args.run_dir} {args.out}"
+                               + (" --record-only" if args.record_only else ""),
                                time.perf_counter() - started),
     }
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
