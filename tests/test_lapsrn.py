@@ -29,3 +29,17 @@ def test_compare_times_the_shipped_network_and_other_shapes():
     assert narrow[0]["srnet_params_m"] < shipped[0]["srnet_params_m"]
     for row in shipped + narrow + moved:
         assert row["srnet_ms_per_mp"] > 0 and row["lapsrn_ms_per_mp"] > 0
+
+
+def test_the_written_file_says_which_network_it_timed(tmp_path):
+    import json
+
+    from srlib.tools.lapsrn import main
+
+    out = tmp_path / "speed.json"
+    main(["--blocks", "8", "3", "1", "--lr-side", "8", "--repeats", "1", "--out", str(out)])
+    written = json.loads(out.read_text())
+    assert written["checkpoint"] == "pretrained"
+    assert written["rebuilt"] == {"blocks_per_stage": [8, 3, 1]}
+    assert [row["scale"] for row in written["rows"]] == [2, 4, 8]
+    assert "--blocks 8 3 1" in written["provenance"]["command"]

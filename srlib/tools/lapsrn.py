@@ -129,9 +129,14 @@ def main(argv: list[str] | None = None) -> int:
               f"| {row['srnet_params_m']:.3f} | {row['lapsrn_params_m']:.3f} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        record = provenance(" ".join(["python -m srlib.tools.lapsrn", *sys.argv[1:]]),
+        arguments = sys.argv[1:] if argv is None else argv
+        record = provenance(" ".join(["python -m srlib.tools.lapsrn", *arguments]),
                             time.perf_counter() - started)
-        args.out.write_text(json.dumps({"rows": rows, "provenance": record}, indent=1))
+        # Which network the srnet columns time: the checkpoint's, or it rebuilt (random weights).
+        rebuilt = {"feature_width_channels": args.widths, "blocks_per_stage": args.blocks}
+        rebuilt = {key: value for key, value in rebuilt.items() if value} or None
+        args.out.write_text(json.dumps({"checkpoint": args.checkpoint, "rebuilt": rebuilt,
+                                        "rows": rows, "provenance": record}, indent=1))
     return 0
 
 
